@@ -1,0 +1,1 @@
+"""Events: TrackML I/O, detector geometry, simulation and hit features (numpy only)."""

@@ -1,0 +1,1 @@
+"""ONNX export, graph checks and validation against PyTorch."""

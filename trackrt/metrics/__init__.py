@@ -1,0 +1,1 @@
+"""Tracking metrics: track-to-particle matching, efficiencies, fake/duplicate rates, TrackML score."""

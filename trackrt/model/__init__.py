@@ -1,0 +1,1 @@
+"""PyTorch modules: attention backends, encoder, hit filter, tracker and decoders."""

@@ -1,0 +1,1 @@
+"""The LSCA op: numpy reference, Triton kernel, TensorRT plugin and ONNX Runtime implementation."""

@@ -1,0 +1,1 @@
+"""Inference runtime: hits in, tracks out, behind interchangeable backends (no torch needed)."""

@@ -1,0 +1,1 @@
+"""Training: Hungarian matching, losses, the training loop and safetensors checkpoints."""
