@@ -51,6 +51,8 @@ def encode_particle_id(
         limit = (1 << width) - 1
         bad = (array < 0) | (array > limit)
         if bad.any():
-            raise ValueError(f"particle id field '{name}' must lie in [0, {limit}]; {int(bad.sum())} values do not")
+            raise ValueError(
+                f"particle id field '{name}' must lie in [0, {limit}]; {int(bad.sum())} values do not"
+            )
         packed |= array.astype(np.uint64) << np.uint64(shift)
     return packed.astype(np.int64)

@@ -59,9 +59,7 @@ class Event:
     cells: pd.DataFrame | None = None
 
 
-def read_event(
-    prefix: str | Path, parts: Iterable[str] = DEFAULT_PARTS, pixel_only: bool = False
-) -> Event:
+def read_event(prefix: str | Path, parts: Iterable[str] = DEFAULT_PARTS, pixel_only: bool = False) -> Event:
     """Read the event at `prefix` (`DIR/event000000001`), finding `.csv` or `.csv.gz` files.
 
     `hits` is always read. Truth must cover exactly the hit ids, cells refer to known hits and
@@ -207,7 +205,9 @@ def _check_consistency(prefix: Path, frames: dict[str, pd.DataFrame]) -> None:
         path = part_path(prefix, "truth")
         unknown = ~truth["hit_id"].isin(hit_ids)
         if unknown.any():
-            raise TrackMLFormatError(path, "truth rows whose hit_id is not in hits", "hit_id", int(unknown.sum()))
+            raise TrackMLFormatError(
+                path, "truth rows whose hit_id is not in hits", "hit_id", int(unknown.sum())
+            )
         uncovered = ~hit_ids.isin(truth["hit_id"])
         if uncovered.any():
             raise TrackMLFormatError(path, "hits without a truth row", "hit_id", int(uncovered.sum()))

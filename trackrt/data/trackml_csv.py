@@ -39,11 +39,16 @@ def coerce_part(frame: pd.DataFrame, part: str, path: Path) -> pd.DataFrame:
     present = [str(c) for c in frame.columns]
     missing = [c for c in schema if c not in present and c not in optional]
     if missing:
-        raise TrackMLFormatError(path, "required column is missing", column=", ".join(missing), rows=len(frame))
+        raise TrackMLFormatError(
+            path, "required column is missing", column=", ".join(missing), rows=len(frame)
+        )
     unexpected = [c for c in present if c not in schema]
     if unexpected:
         raise TrackMLFormatError(
-            path, f"unexpected column (allowed: {', '.join(schema)})", column=", ".join(unexpected), rows=len(frame)
+            path,
+            f"unexpected column (allowed: {', '.join(schema)})",
+            column=", ".join(unexpected),
+            rows=len(frame),
         )
     columns = {c: _coerce_column(frame[c], schema[c], path, c) for c in schema if c in present}
     return pd.DataFrame(columns)
@@ -78,19 +83,26 @@ def _to_integer(array: np.ndarray, dtype: str, path: Path, column: str) -> np.nd
         fractional = array != np.round(array)
         if fractional.any():
             raise TrackMLFormatError(
-                path, f"non-integer values in an integer ({dtype}) column", column=column, rows=int(fractional.sum())
+                path,
+                f"non-integer values in an integer ({dtype}) column",
+                column=column,
+                rows=int(fractional.sum()),
             )
         inexact = np.abs(array) >= _FLOAT_EXACT_INT_LIMIT
         if inexact.any():
             raise TrackMLFormatError(
-                path, "integers written in float notation are too large to be exact", column=column,
+                path,
+                "integers written in float notation are too large to be exact",
+                column=column,
                 rows=int(inexact.sum()),
             )
     info = np.iinfo(dtype)
     out_of_range = (array < info.min) | (array > info.max)
     if out_of_range.any():
         raise TrackMLFormatError(
-            path, f"values outside the {dtype} range [{info.min}, {info.max}]", column=column,
+            path,
+            f"values outside the {dtype} range [{info.min}, {info.max}]",
+            column=column,
             rows=int(out_of_range.sum()),
         )
     return array.astype(dtype)
