@@ -1,0 +1,127 @@
+"""Losses on hand-computed values, and the gradients they send to matched and unmatched queries."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from trackrt.train.config import LossConfig
+from trackrt.train.losses import (
+    dice_loss,
+    focal_loss,
+    hit_filter_loss,
+    hit_filter_pos_weight,
+    layer_loss,
+    seed_loss,
+    tracker_loss,
+)
+from trackrt.train.matching import Match
+
+LOG2 = math.log(2.0)
+
+
+def test_focal_hand_values() -> None:
+    # p = 0.5 everywhere: each element is 0.25 · log 2 whatever the target.
+    assert focal_loss(torch.zeros(4), torch.tensor([1, 0, 1, 0]), 2.0).item() == pytest.approx(0.25 * LOG2)
+    # logit log(3): p = 0.75; target 1 → 0.25² · log(4/3); target 0 → 0.75² · log 4.
+    x = torch.full((2,), math.log(3.0))
+    expected = (0.0625 * math.log(4 / 3) + 0.5625 * math.log(4.0)) / 2
+    assert focal_loss(x, torch.tensor([1, 0]), 2.0).item() == pytest.approx(expected, rel=1e-6)
+    # γ = 0 is plain BCE.
+    assert focal_loss(x, torch.tensor([1, 1]), 0.0).item() == pytest.approx(math.log(4 / 3), rel=1e-6)
+
+
+def test_focal_mask_averages_over_real_hits_only() -> None:
+    x = torch.tensor([0.0, 0.0, 50.0])
+    t = torch.tensor([1, 0, 0])
+    mask = torch.tensor([True, True, False])
+    assert focal_loss(x, t, 2.0, mask).item() == pytest.approx(0.25 * LOG2)
+
+
+def test_dice_hand_values() -> None:
+    assert dice_loss(torch.zeros(2), torch.tensor([1, 0])).item() == pytest.approx(1 / 3)
+    perfect = dice_loss(torch.tensor([30.0, -30.0, 30.0]), torch.tensor([1, 0, 1])).item()
+    assert perfect == pytest.approx(0.0, abs=1e-6)
+    wrong = dice_loss(torch.tensor([-30.0, 30.0]), torch.tensor([1, 0])).item()
+    assert wrong == pytest.approx(1 - 1 / 3, rel=1e-6)
+
+
+def test_layer_loss_hand_values() -> None:
+    weights = LossConfig(valid_weight=0.1, dice_weight=2.0, focal_weight=25.0)
+    track_logits = torch.zeros(3, requires_grad=True)
+    assignment_logits = torch.zeros(3, 2, requires_grad=True)
+    targets = torch.tensor([[1, 0]], dtype=torch.bool)
+    match = Match(torch.tensor([1]), torch.tensor([0]))
+    terms = layer_loss(track_logits, assignment_logits, targets, match, weights)
+    assert terms["valid"].item() == pytest.approx(0.1 * LOG2, rel=1e-6)
+    assert terms["focal"].item() == pytest.approx(25 * 0.25 * LOG2, rel=1e-6)
+    assert terms["dice"].item() == pytest.approx(2 / 3, rel=1e-6)
+    terms["total"].backward()
+    # Unmatched queries are pushed towards "not valid", the matched one towards "valid"; only the
+    # matched query's assignment logits get a gradient.
+    assert track_logits.grad[0] > 0 and track_logits.grad[2] > 0 and track_logits.grad[1] < 0
+    assert torch.all(assignment_logits.grad[[0, 2]] == 0)
+    assert assignment_logits.grad[1, 0] < 0 and assignment_logits.grad[1, 1] > 0
+
+
+def test_layer_loss_without_matches_still_backpropagates() -> None:
+    track_logits = torch.zeros(2, requires_grad=True)
+    assignment_logits = torch.zeros(2, 4, requires_grad=True)
+    empty = Match(torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long))
+    terms = layer_loss(
+        track_logits, assignment_logits, torch.zeros(0, 4, dtype=torch.bool), empty, LossConfig()
+    )
+    assert terms["focal"].item() == 0 and terms["dice"].item() == 0
+    terms["total"].backward()
+    assert torch.all(track_logits.grad > 0)
+
+
+def test_absent_queries_get_no_loss() -> None:
+    track_logits = torch.tensor([0.0, 40.0], requires_grad=True)
+    empty = Match(torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long))
+    terms = layer_loss(
+        track_logits,
+        torch.zeros(2, 3),
+        torch.zeros(0, 3, dtype=torch.bool),
+        empty,
+        LossConfig(valid_weight=1.0),
+        query_mask=torch.tensor([True, False]),
+    )
+    assert terms["valid"].item() == pytest.approx(LOG2, rel=1e-6)
+    terms["total"].backward()
+    assert track_logits.grad[1] == 0
+
+
+def test_seed_loss_hand_values() -> None:
+    logits = torch.tensor([0.0, 0.0])
+    targets = torch.tensor([1.0, 0.0])
+    assert seed_loss(logits, targets).item() == pytest.approx(LOG2)
+    assert seed_loss(logits, targets, pos_weight=3.0).item() == pytest.approx(2 * LOG2)
+
+
+def test_hit_filter_loss_positive_weight() -> None:
+    targets = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    assert hit_filter_pos_weight(targets).item() == pytest.approx(4.0)
+    # logits 0: positive term 4 · log 2, three negative terms log 2 each → mean 7/4 · log 2.
+    assert hit_filter_loss(torch.zeros(4), targets).item() == pytest.approx(7 / 4 * LOG2, rel=1e-6)
+    assert hit_filter_pos_weight(torch.zeros(3)).item() == 1.0
+    masked = hit_filter_loss(
+        torch.zeros(5), torch.tensor([1.0, 0, 0, 0, 1]), torch.tensor([1, 1, 1, 1, 0]).bool()
+    )
+    assert masked.item() == pytest.approx(7 / 4 * LOG2, rel=1e-6)
+
+
+def test_tracker_loss_sums_layers_and_seed() -> None:
+    targets = torch.tensor([[1, 1, 0, 0], [0, 0, 1, 1]], dtype=torch.bool)
+    layer = {"track_logits": torch.zeros(3), "assignment_logits": torch.zeros(3, 4)}
+    outputs = {"seed_logits": torch.zeros(4), "layers": [layer, layer]}
+    seeds = torch.tensor([1.0, 0, 1, 0])
+    weights = LossConfig()
+    total, log = tracker_loss(outputs, targets, seeds, weights)
+    only_last, _ = tracker_loss(outputs, targets, seeds, LossConfig(intermediate_layers=False))
+    assert log["matched"] == 2
+    per_layer = log["final_total"]
+    assert total.item() == pytest.approx(2 * per_layer + LOG2, rel=1e-6)
+    assert only_last.item() == pytest.approx(per_layer + LOG2, rel=1e-6)

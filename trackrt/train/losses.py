@@ -1,0 +1,155 @@
+"""Training losses: matched-query focal/dice/valid losses, the seed-head loss and the hit-filter loss."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from trackrt.train.config import LossConfig
+from trackrt.train.matching import Match, focal_terms, match_layers
+
+
+def _zero_like_graph(tensor: torch.Tensor) -> torch.Tensor:
+    """A zero that keeps `tensor` in the autograd graph (so backward works when nothing is matched)."""
+    return tensor.float().sum() * 0.0
+
+
+def focal_loss(
+    logits: torch.Tensor, targets: torch.Tensor, gamma: float, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Focal loss (γ, no α) averaged over the last axis (only where `mask`), one value per leading row."""
+    positive, negative = focal_terms(logits, gamma)
+    targets = targets.float()
+    per_element = targets * positive + (1.0 - targets) * negative
+    if mask is None:
+        return per_element.mean(-1)
+    keep = mask.float().expand_as(per_element)
+    return (per_element * keep).sum(-1) / keep.sum(-1).clamp_min(1.0)
+
+
+def dice_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """1 − (2·Σp·t + 1) / (Σp + Σt + 1) over the last axis, one value per leading row."""
+    probs = torch.sigmoid(logits.float())
+    targets = targets.float()
+    if mask is not None:
+        probs = probs * mask.float()
+        targets = targets * mask.float()
+    return 1.0 - (2.0 * (probs * targets).sum(-1) + 1.0) / (probs.sum(-1) + targets.sum(-1) + 1.0)
+
+
+def layer_loss(
+    track_logits: torch.Tensor,
+    assignment_logits: torch.Tensor,
+    target_masks: torch.Tensor,
+    match: Match,
+    weights: LossConfig,
+    hit_mask: torch.Tensor | None = None,
+    query_mask: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Weighted valid-BCE (all present queries; matched → 1, unmatched → 0), focal and dice (matched only).
+
+    One event: `track_logits` [Q], `assignment_logits` [Q, N], `target_masks` [T, N]. Returns the
+    weighted terms `valid`, `focal`, `dice` and their sum `total`.
+    """
+    device = track_logits.device
+    valid_target = torch.zeros_like(track_logits, dtype=torch.float32)
+    valid_target[match.query_index.to(device)] = 1.0
+    valid_bce = F.binary_cross_entropy_with_logits(track_logits.float(), valid_target, reduction="none")
+    if query_mask is not None:
+        keep = query_mask.float()
+        valid = (valid_bce * keep).sum() / keep.sum().clamp_min(1.0)
+    else:
+        valid = valid_bce.mean() if valid_bce.numel() else _zero_like_graph(track_logits)
+    if match.size:
+        matched_logits = assignment_logits[match.query_index.to(device)]
+        matched_targets = target_masks[match.target_index.to(device)]
+        focal = focal_loss(matched_logits, matched_targets, weights.focal_gamma, hit_mask).mean()
+        dice = dice_loss(matched_logits, matched_targets, hit_mask).mean()
+    else:
+        focal = _zero_like_graph(assignment_logits)
+        dice = _zero_like_graph(assignment_logits)
+    terms = {
+        "valid": weights.valid_weight * valid,
+        "focal": weights.focal_weight * focal,
+        "dice": weights.dice_weight * dice,
+    }
+    terms["total"] = terms["valid"] + terms["focal"] + terms["dice"]
+    return terms
+
+
+def seed_loss(
+    seed_logits: torch.Tensor,
+    seed_targets: torch.Tensor,
+    pos_weight: float = 1.0,
+    hit_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-hit BCE of the seed head toward "this hit is the first (smallest-r) hit of a target particle"."""
+    weight = torch.tensor(pos_weight, device=seed_logits.device, dtype=torch.float32)
+    bce = F.binary_cross_entropy_with_logits(
+        seed_logits.float(), seed_targets.float(), pos_weight=weight, reduction="none"
+    )
+    if hit_mask is None:
+        return bce.mean() if bce.numel() else _zero_like_graph(seed_logits)
+    keep = hit_mask.float()
+    return (bce * keep).sum() / keep.sum().clamp_min(1.0)
+
+
+def hit_filter_pos_weight(targets: torch.Tensor, hit_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Positive-class weight 1 / mean(target) over real hits (1 when an event has no target hit)."""
+    targets = targets.float()
+    if hit_mask is not None:
+        keep = hit_mask.float()
+        mean = (targets * keep).sum() / keep.sum().clamp_min(1.0)
+    else:
+        mean = targets.mean() if targets.numel() else targets.new_zeros(())
+    return torch.where(mean > 0, 1.0 / mean.clamp_min(1e-12), torch.ones_like(mean))
+
+
+def hit_filter_loss(
+    hit_logits: torch.Tensor, targets: torch.Tensor, hit_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-hit BCE of the hit filter with positive weight 1/mean(target), averaged over real hits."""
+    pos_weight = hit_filter_pos_weight(targets, hit_mask).detach()
+    bce = F.binary_cross_entropy_with_logits(
+        hit_logits.float(), targets.float(), pos_weight=pos_weight, reduction="none"
+    )
+    if hit_mask is None:
+        return bce.mean() if bce.numel() else _zero_like_graph(hit_logits)
+    keep = hit_mask.float()
+    return (bce * keep).sum() / keep.sum().clamp_min(1.0)
+
+
+def tracker_loss(
+    outputs: dict,
+    target_masks: torch.Tensor,
+    seed_targets: torch.Tensor,
+    weights: LossConfig,
+    hit_mask: torch.Tensor | None = None,
+    query_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Tracker loss for one event: Hungarian-matched losses of each decoder layer (summed) plus the seed loss.
+
+    `outputs` holds `seed_logits` [N] and `layers`, a list of dicts with `track_logits` [Q] and
+    `assignment_logits` [Q, N]; only the last layer counts unless `weights.intermediate_layers`.
+    Returns the differentiable total and a log of floats (final-layer terms, seed loss, matched count).
+    """
+    layers = outputs["layers"] if weights.intermediate_layers else outputs["layers"][-1:]
+    matches = match_layers(layers, target_masks, weights, hit_mask, query_mask)
+    total = _zero_like_graph(outputs["seed_logits"])
+    terms: dict[str, torch.Tensor] = {}
+    for layer, match in zip(layers, matches, strict=True):
+        terms = layer_loss(
+            layer["track_logits"],
+            layer["assignment_logits"],
+            target_masks,
+            match,
+            weights,
+            hit_mask,
+            query_mask,
+        )
+        total = total + terms["total"]
+    seed = seed_loss(outputs["seed_logits"], seed_targets, weights.seed_pos_weight, hit_mask)
+    total = total + weights.seed_weight * seed
+    log = {f"final_{name}": float(value.detach()) for name, value in terms.items()}
+    log.update(seed=float(seed.detach()), matched=float(matches[-1].size), total=float(total.detach()))
+    return total, log
