@@ -1,0 +1,88 @@
+"""Track post-processing shared by training evaluation and the runtime: seed selection, hit assignment."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function in float64 (no overflow warnings)."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(logits, dtype=np.float64)))
+
+
+def _check_probability(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name}: must be a probability in [0, 1], got {value}")
+
+
+def _check_finite(name: str, values: np.ndarray) -> None:
+    bad = int(np.count_nonzero(np.isnan(values)))
+    if bad:
+        raise ValueError(f"{name}: {bad} NaN value(s)")
+
+
+def select_seeds(seed_logits: np.ndarray, threshold: float, max_queries: int | None) -> np.ndarray:
+    """Hits whose seed probability is ≥ threshold, the top `max_queries` by score, in ascending hit order.
+
+    Ties in score keep the lower hit index, so the selection is deterministic.
+    """
+    logits = np.asarray(seed_logits, dtype=np.float64)
+    if logits.ndim != 1:
+        raise ValueError(f"seed_logits: expected shape [N], got {logits.shape}")
+    _check_finite("seed_logits", logits)
+    _check_probability("threshold", threshold)
+    if max_queries is not None and max_queries < 0:
+        raise ValueError(f"max_queries: must be >= 0 or None, got {max_queries}")
+    kept = np.flatnonzero(sigmoid(logits) >= threshold)
+    if max_queries is not None and len(kept) > max_queries:
+        by_score = np.argsort(-logits[kept], kind="stable")
+        kept = np.sort(kept[by_score[:max_queries]])
+    return kept.astype(np.int64)
+
+
+def assign_hits(
+    track_logits: np.ndarray,
+    assignment_logits: np.ndarray,
+    track_threshold: float = 0.5,
+    hit_threshold: float = 0.5,
+    min_hits: int = 3,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Give each hit to the valid track with the highest assignment probability (if ≥ hit_threshold).
+
+    A track is valid if sigmoid(track_logit) ≥ track_threshold; tracks left with fewer than `min_hits`
+    hits (at least one) are dropped and their hits unassigned (not re-offered to other tracks). Ties go
+    to the lower query index. Returns (track_of_hit int64 [N], -1 for none; track_scores float32 [T]),
+    with track ids 0..T-1 numbered in query order.
+    """
+    track_logits = np.asarray(track_logits, dtype=np.float64)
+    assignment_logits = np.asarray(assignment_logits, dtype=np.float64)
+    if track_logits.ndim != 1:
+        raise ValueError(f"track_logits: expected shape [Q], got {track_logits.shape}")
+    if assignment_logits.ndim != 2 or assignment_logits.shape[0] != track_logits.shape[0]:
+        raise ValueError(
+            f"assignment_logits: expected shape [Q={track_logits.shape[0]}, N], got {assignment_logits.shape}"
+        )
+    _check_finite("track_logits", track_logits)
+    _check_finite("assignment_logits", assignment_logits)
+    _check_probability("track_threshold", track_threshold)
+    _check_probability("hit_threshold", hit_threshold)
+    if min_hits < 0:
+        raise ValueError(f"min_hits: must be >= 0, got {min_hits}")
+
+    num_queries, num_hits = assignment_logits.shape
+    track_of_hit = np.full(num_hits, -1, dtype=np.int64)
+    track_prob = sigmoid(track_logits)
+    valid = track_prob >= track_threshold
+    if not valid.any() or num_hits == 0:
+        return track_of_hit, np.zeros(0, dtype=np.float32)
+
+    hit_prob = np.where(valid[:, None], sigmoid(assignment_logits), -1.0)
+    best_query = np.argmax(hit_prob, axis=0)
+    best_prob = hit_prob[best_query, np.arange(num_hits)]
+    assigned = best_prob >= hit_threshold
+    counts = np.bincount(best_query[assigned], minlength=num_queries)
+    kept_queries = np.flatnonzero(valid & (counts >= max(min_hits, 1)))
+    new_id = np.full(num_queries, -1, dtype=np.int64)
+    new_id[kept_queries] = np.arange(len(kept_queries))
+    track_of_hit[assigned] = new_id[best_query[assigned]]
+    return track_of_hit, track_prob[kept_queries].astype(np.float32)
