@@ -212,13 +212,13 @@ def _blocked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centers: torch.T
     else:
         start = torch.clamp(torch.minimum(lo, torch.full_like(lo, n - band)), min=0)
     qb = F.pad(q, (0, 0, 0, pad)).reshape(b, h, num_blocks, block, d)
-    chunk = num_blocks if _exporting() else max(1, _BLOCKED_MAX_SCORES // max(1, b * h * block * band))
-    outputs = []
-    for first in range(0, num_blocks, chunk):
-        sl = slice(first, first + chunk)
-        outputs.append(_blocked_chunk(qb[:, :, sl], k, v, c[:, sl], start[:, sl], band, lengths, half,
-                                      wrap, scale))
-    out = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+    if _exporting():
+        out = _blocked_chunk(qb, k, v, c, start, band, lengths, half, wrap, scale)
+    else:
+        chunk = max(1, _BLOCKED_MAX_SCORES // max(1, b * h * block * band))
+        out = torch.cat([_blocked_chunk(qb[:, :, i:i + chunk], k, v, c[:, i:i + chunk], start[:, i:i + chunk],
+                                        band, lengths, half, wrap, scale)
+                         for i in range(0, num_blocks, chunk)], dim=2)
     return out.reshape(b, h, num_blocks * block, d)[:, :, :nq]
 
 
