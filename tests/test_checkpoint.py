@@ -1,0 +1,158 @@
+"""Checkpoints: safetensors + JSON round trip, optimiser/RNG resume, and clear errors for broken files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from trackrt.model.config import preset
+from trackrt.model.hit_filter import HitFilter
+from trackrt.train.checkpoint import (
+    CheckpointError,
+    TrainState,
+    load_checkpoint,
+    load_train_state,
+    read_checkpoint_config,
+    save_checkpoint,
+)
+from trackrt.train.schedule import warmup_cosine_scheduler
+
+
+def _hit_filter() -> tuple[HitFilter, object]:
+    torch.manual_seed(0)
+    config = preset("tiny", "hit_filter", overrides={"hit_threshold": 0.3})
+    return HitFilter(config), config
+
+
+def _features(config: object, n: int = 40) -> torch.Tensor:
+    return torch.randn(1, n, config.features.num_features, generator=torch.Generator().manual_seed(1))
+
+
+def _train_steps(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, x: torch.Tensor, n: int
+) -> None:
+    for _ in range(n):
+        loss = (model(x) - torch.rand(x.shape[:2])).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+
+
+def test_round_trip_preserves_outputs_and_config(tmp_path: Path) -> None:
+    model, config = _hit_filter()
+    x = _features(config)
+    save_checkpoint(tmp_path / "ckpt", model, config, metadata={"note": "unit test"})
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "model.safetensors"]
+    loaded, info = load_checkpoint(tmp_path / "ckpt")
+    assert info.kind == "hit_filter"
+    assert info.model == config
+    assert info.features == config.features
+    assert info.thresholds == {"hit_threshold": 0.3}
+    assert info.metadata["note"] == "unit test"
+    assert not loaded.training
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_thresholds_in_config_json_override_model_config(tmp_path: Path) -> None:
+    model, config = _hit_filter()
+    save_checkpoint(tmp_path / "ckpt", model, config)
+    path = tmp_path / "ckpt" / "config.json"
+    data = json.loads(path.read_text())
+    data["thresholds"]["hit_threshold"] = 0.05
+    path.write_text(json.dumps(data))
+    assert read_checkpoint_config(tmp_path / "ckpt").model.hit_threshold == 0.05
+    data["thresholds"]["seed_threshold"] = 0.2
+    path.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match=r"thresholds\.seed_threshold"):
+        read_checkpoint_config(tmp_path / "ckpt")
+
+
+def test_resume_continues_exactly(tmp_path: Path) -> None:
+    model, config = _hit_filter()
+    x = _features(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    scheduler = warmup_cosine_scheduler(optimizer, 2, 10, 0.1)
+    _train_steps(model, optimizer, scheduler, x, 3)
+    save_checkpoint(
+        tmp_path / "ckpt",
+        model,
+        config,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        state=TrainState(step=3, epoch=1, progress={"position": 7}),
+    )
+    _train_steps(model, optimizer, scheduler, x, 2)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    expected_lr = optimizer.param_groups[0]["lr"]
+
+    resumed, _ = load_checkpoint(tmp_path / "ckpt")
+    resumed.train()
+    optimizer2 = torch.optim.AdamW(resumed.parameters(), lr=1e-2)
+    scheduler2 = warmup_cosine_scheduler(optimizer2, 2, 10, 0.1)
+    state = load_train_state(tmp_path / "ckpt", optimizer2, scheduler2)
+    assert (state.step, state.epoch, state.progress) == (3, 1, {"position": 7})
+    _train_steps(resumed, optimizer2, scheduler2, x, 2)
+    assert optimizer2.param_groups[0]["lr"] == expected_lr
+    for name, tensor in resumed.state_dict().items():
+        assert torch.equal(tensor, expected[name]), name
+
+
+def test_missing_and_truncated_files_are_named(tmp_path: Path) -> None:
+    model, config = _hit_filter()
+    ckpt = save_checkpoint(tmp_path / "ckpt", model, config)
+    weights = ckpt / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: unreadable or truncated"):
+        load_checkpoint(ckpt)
+    weights.unlink()
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: missing"):
+        load_checkpoint(ckpt)
+    (ckpt / "config.json").write_text('{"format": "trackrt-checkpoint", "kind"')
+    with pytest.raises(CheckpointError, match=r"config\.json: unreadable or truncated"):
+        load_checkpoint(ckpt)
+    with pytest.raises(CheckpointError, match="not a checkpoint directory"):
+        load_checkpoint(tmp_path / "nowhere")
+    with pytest.raises(CheckpointError, match=r"train_state\.json: missing"):
+        load_train_state(ckpt)
+
+
+def test_weights_that_do_not_fit_the_config_name_the_tensor(tmp_path: Path) -> None:
+    model, config = _hit_filter()
+    ckpt = save_checkpoint(tmp_path / "ckpt", model, config)
+    data = json.loads((ckpt / "config.json").read_text())
+    data["model_config"]["encoder"]["dim"] = 48
+    (ckpt / "config.json").write_text(json.dumps(data))
+    with pytest.raises(
+        CheckpointError, match=r"tensor '[\w.]+' has shape \[\d+(, \d+)*\] but the config needs"
+    ):
+        load_checkpoint(ckpt)
+    data["model_config"]["encoder"]["dim"] = 32
+    data["model_config"]["encoder"]["num_layers"] = 3
+    (ckpt / "config.json").write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match=r"tensor 'encoder\.layers\.2\.[\w.]+' .* is missing"):
+        load_checkpoint(ckpt)
+
+
+def test_bad_model_config_in_checkpoint_names_the_key(tmp_path: Path) -> None:
+    model, config = _hit_filter()
+    ckpt = save_checkpoint(tmp_path / "ckpt", model, config)
+    data = json.loads((ckpt / "config.json").read_text())
+    data["model_config"]["encoder"]["windw"] = 8
+    (ckpt / "config.json").write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match=r"encoder\.windw"):
+        load_checkpoint(ckpt)
+
+
+def test_saving_over_a_checkpoint_replaces_it(tmp_path: Path) -> None:
+    model, config = _hit_filter()
+    save_checkpoint(tmp_path / "ckpt", model, config, optimizer=torch.optim.AdamW(model.parameters()))
+    save_checkpoint(tmp_path / "ckpt", model, config)
+    assert not (tmp_path / "ckpt" / "train_state.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
