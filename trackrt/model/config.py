@@ -198,4 +198,3 @@ def model_kind(config: HitFilterConfig | TrackerConfig) -> str:
     if isinstance(config, TrackerConfig):
         return "tracker"
     raise TypeError(f"config: expected HitFilterConfig or TrackerConfig, got {type(config).__name__}")
-

@@ -102,8 +102,9 @@ class TrackDecoder(nn.Module):
         index = query_indices.to(torch.int64)[..., None].expand(-1, -1, hits.shape[-1])
         return torch.gather(source, 1, index)
 
-    def cross_attention_centers(self, queries: torch.Tensor, hits: torch.Tensor,
-                                query_indices: torch.Tensor | None) -> torch.Tensor | None:
+    def cross_attention_centers(
+        self, queries: torch.Tensor, hits: torch.Tensor, query_indices: torch.Tensor | None
+    ) -> torch.Tensor | None:
         """LSCA centres [B, Q]: strided round(i·N/Q) or the queries' seed hits; None for masked attention."""
         if self.config.variant != "dq-lsca":
             return None
