@@ -35,7 +35,8 @@ class SimulationConfig:
 
     pileup: float = 200.0
     hard_scatter: bool = True
-    charged_per_interaction: float = 42.0
+    charged_per_interaction: float = 39.0
+    multiplicity_shape: float = 2.5
     eta_max: float = 4.0
     field: FieldKind = "solenoid"
     bz_tesla: float = 2.0
@@ -53,6 +54,7 @@ class SimulationConfig:
         return ParticleSpec(
             pileup=self.pileup,
             charged_per_interaction=self.charged_per_interaction,
+            multiplicity_shape=self.multiplicity_shape,
             eta_max=self.eta_max,
             hard_scatter=self.hard_scatter,
         )
