@@ -103,15 +103,24 @@ class TrackDecoder(nn.Module):
         return torch.gather(source, 1, index)
 
     def cross_attention_centers(
-        self, queries: torch.Tensor, hits: torch.Tensor, query_indices: torch.Tensor | None
+        self,
+        queries: torch.Tensor,
+        hits: torch.Tensor,
+        query_indices: torch.Tensor | None,
+        hit_lengths: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
-        """LSCA centres [B, Q]: strided round(i·N/Q) or the queries' seed hits; None for masked attention."""
+        """LSCA centres [B, Q]: strided round(i·N/Q) or the queries' seed hits; None for masked attention.
+
+        With `hit_lengths` (padded batches, eager only) each event's strided centres use its own N.
+        """
         if self.config.variant != "dq-lsca":
             return None
         if self.config.lsca_centering == "seed":
             return query_indices.to(torch.int64)
         batch, num_queries = queries.shape[:2]
-        return strided_centers(num_queries, hits.shape[1], device=hits.device)[None].expand(batch, -1)
+        if hit_lengths is None:
+            return strided_centers(num_queries, hits.shape[1], device=hits.device)[None].expand(batch, -1)
+        return torch.stack([strided_centers(num_queries, int(n), device=hits.device) for n in hit_lengths])
 
     def forward(
         self,
@@ -121,7 +130,7 @@ class TrackDecoder(nn.Module):
     ) -> list[dict[str, torch.Tensor]]:
         """One dict per layer with `track_logits` [B, Q] and `assignment_logits` [B, Q, N]."""
         queries = self.initial_queries(hits, query_indices)
-        centers = self.cross_attention_centers(queries, hits, query_indices)
+        centers = self.cross_attention_centers(queries, hits, query_indices, hit_lengths)
         real_hits = hit_mask(hits, hit_lengths)[:, None, :]
         prediction = self.heads(queries, hits)
         outputs = []
