@@ -138,6 +138,8 @@ def _evaluated_truth(truth: pd.DataFrame, hits: pd.DataFrame | None) -> pd.DataF
     require_columns(truth, "truth", ("hit_id", "particle_id"))
     if truth["hit_id"].duplicated().any():
         raise ValueError(f"truth has {int(truth['hit_id'].duplicated().sum())} repeated hit ids")
+    if "weight" in truth.columns:
+        truth = truth.astype({"weight": np.float64})
     if hits is None:
         return truth
     require_columns(hits, "hits", ("hit_id", "volume_id"))

@@ -13,19 +13,18 @@ def score_event(truth: pd.DataFrame, submission: pd.DataFrame) -> float:
 
     Each track's majority particle (noise included, ties to the lower id) counts when it holds more
     than half of the track's hits and the track holds more than half of the particle's truth hits;
-    the score is the weight of those majority hits over the total truth weight. Truth hits missing
-    from the submission, or with track_id −1, are single-hit tracks (as in the official code, where
-    unassigned hits never group together).
+    the score is the weight of those majority hits over the total truth weight (summed in float64).
+    Truth hits missing from the submission, or with track_id −1, are single-hit tracks (as in the
+    official code, where unassigned hits never group together).
     """
     require_columns(truth, "truth", ("hit_id", "particle_id", "weight"))
     require_columns(submission, "submission", ("hit_id", "track_id"))
     submission = _checked_submission(submission, truth)
+    truth = truth[["hit_id", "particle_id", "weight"]].astype({"weight": np.float64})
     total_weight = float(truth["weight"].sum())
     if total_weight <= 0:
         raise ValueError("truth weights sum to zero; the TrackML score is undefined")
-    event = truth[["hit_id", "particle_id", "weight"]].merge(
-        submission[["hit_id", "track_id"]], on="hit_id", how="left", validate="one_to_one"
-    )
+    event = truth.merge(submission[["hit_id", "track_id"]], on="hit_id", how="left", validate="one_to_one")
     unassigned = event["track_id"].isna() | (event["track_id"] == -1)
     track_id = event["track_id"].where(~unassigned, 0).to_numpy(np.int64, copy=True)
     first_free = min(int(track_id.min(initial=0)), -1) - 1
