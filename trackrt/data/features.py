@@ -132,7 +132,7 @@ def hit_features(hits: HitsLike, config: FeatureConfig) -> np.ndarray:
     frequencies = math.pi * 2.0 ** np.arange(config.sinusoidal_frequencies)
     for var in config.sinusoidal:
         angles = (raw[var] / config.scale(var))[:, None] * frequencies[None, :]
-        pairs = np.stack([np.sin(angles), np.cos(angles)], axis=-1).reshape(len(x), -1)
+        pairs = np.stack([np.sin(angles), np.cos(angles)], axis=-1).reshape(len(x), 2 * len(frequencies))
         columns.extend(pairs.T)
     return np.stack(columns, axis=1).astype(np.float32)
 

@@ -1,0 +1,117 @@
+"""Seed selection and hit assignment on hand-made cases: thresholds, caps, ties and min_hits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trackrt.data.tracks import assign_hits, select_seeds, sigmoid
+
+BIG = 10.0  # sigmoid(10) ≈ 0.99995
+
+
+def test_select_seeds_thresholds_on_probability() -> None:
+    logits = np.array([0.0, -1.0, 2.0, -3.0, np.log(0.3 / 0.7) + 1e-9])
+    seeds = select_seeds(logits, threshold=0.5, max_queries=None)
+    assert seeds.dtype == np.int64
+    assert seeds.tolist() == [0, 2]  # sigmoid(0) = 0.5 is kept
+    assert select_seeds(logits, threshold=0.3, max_queries=10).tolist() == [0, 2, 4]
+    assert select_seeds(logits, threshold=0.0, max_queries=None).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_select_seeds_caps_by_score_and_returns_hit_order() -> None:
+    logits = np.array([1.0, 3.0, 2.0, 3.0, 0.5, 2.5])
+    assert select_seeds(logits, 0.5, max_queries=2).tolist() == [1, 3]
+    assert select_seeds(logits, 0.5, max_queries=3).tolist() == [1, 3, 5]
+    assert select_seeds(logits, 0.5, max_queries=0).tolist() == []
+
+
+def test_select_seeds_ties_keep_lower_hit_index() -> None:
+    logits = np.array([-5.0, 2.0, 2.0, 2.0, 2.0])
+    assert select_seeds(logits, 0.5, max_queries=2).tolist() == [1, 2]
+    saturated = np.array([40.0, 50.0, 45.0])  # probabilities all round to 1.0; logits still rank them
+    assert select_seeds(saturated, 0.5, max_queries=1).tolist() == [1]
+
+
+def test_select_seeds_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match=r"seed_logits: expected shape \[N\]"):
+        select_seeds(np.zeros((2, 3)), 0.5, 4)
+    with pytest.raises(ValueError, match=r"seed_logits: 1 NaN"):
+        select_seeds(np.array([0.0, np.nan]), 0.5, 4)
+    with pytest.raises(ValueError, match="threshold: must be a probability"):
+        select_seeds(np.zeros(3), 1.5, 4)
+    with pytest.raises(ValueError, match="max_queries: must be >= 0"):
+        select_seeds(np.zeros(3), 0.5, -1)
+
+
+def test_assign_hits_hand_case() -> None:
+    track_logits = np.array([BIG, -BIG, BIG, BIG])  # query 1 is not a valid track
+    assignment = np.full((4, 8), -BIG)
+    assignment[0, [0, 1, 2]] = 2.0
+    assignment[2, [2, 3, 4, 5]] = 3.0  # hit 2: query 2 (p = 0.95) beats query 0 (p = 0.88)
+    assignment[1, [0, 6]] = 9.0  # the invalid query would win hits 0 and 6: it does not count
+    assignment[3, 7] = 4.0  # query 3 gets one hit only → dropped (min_hits = 3)
+    track_of_hit, scores = assign_hits(track_logits, assignment, min_hits=3)
+    assert track_of_hit.dtype == np.int64 and scores.dtype == np.float32
+    # query 0 keeps only hits 0, 1 (< 3) → dropped; query 2 → track 0.
+    assert track_of_hit.tolist() == [-1, -1, 0, 0, 0, 0, -1, -1]
+    np.testing.assert_allclose(scores, [sigmoid(BIG)], rtol=1e-6)
+    track_of_hit, scores = assign_hits(track_logits, assignment, min_hits=2)
+    assert track_of_hit.tolist() == [0, 0, 1, 1, 1, 1, -1, -1]
+    assert len(scores) == 2
+
+
+def test_assign_hits_ties_go_to_lower_query_and_thresholds_apply() -> None:
+    track_logits = np.array([BIG, BIG, 0.1])
+    assignment = np.array(
+        [
+            [1.0, 1.0, 1.0, -0.2],
+            [1.0, 1.0, 1.0, -0.1],
+            [5.0, 5.0, 5.0, 5.0],
+        ]
+    )
+    track_of_hit, scores = assign_hits(track_logits, assignment, track_threshold=0.6, min_hits=1)
+    assert track_of_hit.tolist() == [0, 0, 0, -1]  # equal probabilities → query 0; hit 3 below 0.5
+    track_of_hit, _ = assign_hits(
+        track_logits, assignment, track_threshold=0.6, hit_threshold=0.45, min_hits=1
+    )
+    assert track_of_hit.tolist() == [0, 0, 0, 1]  # p = 0.475 (query 1) beats 0.450 (query 0)
+    track_of_hit, scores = assign_hits(track_logits, assignment, track_threshold=0.5, min_hits=1)
+    assert track_of_hit.tolist() == [0, 0, 0, 0]  # the third query (p = 0.525) is now valid and wins all
+    np.testing.assert_allclose(scores, [sigmoid(0.1)], rtol=1e-6)
+
+
+def test_assign_hits_without_tracks_or_hits() -> None:
+    track_of_hit, scores = assign_hits(np.zeros(0), np.zeros((0, 5)))
+    assert track_of_hit.tolist() == [-1] * 5 and scores.shape == (0,)
+    track_of_hit, scores = assign_hits(np.array([BIG]), np.zeros((1, 0)))
+    assert track_of_hit.shape == (0,) and scores.shape == (0,)
+
+
+def test_assign_hits_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match=r"assignment_logits: expected shape \[Q=2, N\]"):
+        assign_hits(np.zeros(2), np.zeros((3, 4)))
+    with pytest.raises(ValueError, match=r"track_logits: expected shape \[Q\]"):
+        assign_hits(np.zeros((2, 1)), np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="assignment_logits: 1 NaN"):
+        assign_hits(np.zeros(1), np.array([[0.0, np.nan]]))
+    with pytest.raises(ValueError, match="hit_threshold: must be a probability"):
+        assign_hits(np.zeros(1), np.zeros((1, 2)), hit_threshold=-0.1)
+
+
+def test_assign_hits_matches_a_per_hit_reference(rng: np.random.Generator) -> None:
+    track_logits = rng.normal(size=30)
+    assignment = rng.normal(scale=3.0, size=(30, 400))
+    track_of_hit, scores = assign_hits(track_logits, assignment, min_hits=3)
+    valid = sigmoid(track_logits) >= 0.5
+    owner = {}
+    for hit in range(400):
+        probs = [(sigmoid(assignment[q, hit]), -q) for q in range(30) if valid[q]]
+        best_p, neg_q = max(probs)
+        if best_p >= 0.5:
+            owner[hit] = -neg_q
+    counts = {q: sum(1 for o in owner.values() if o == q) for q in set(owner.values())}
+    kept = sorted(q for q, c in counts.items() if c >= 3)
+    expected = [kept.index(owner[h]) if owner.get(h) in kept else -1 for h in range(400)]
+    assert track_of_hit.tolist() == expected
+    np.testing.assert_allclose(scores, sigmoid(track_logits[kept]), rtol=1e-6)
