@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trackrt.data.trackml import (
     DTYPES,
@@ -355,3 +358,28 @@ def test_writer_refuses_bad_frames(tmp_path: Path) -> None:
     with pytest.raises(TrackMLFormatError, match="NaN") as excinfo:
         write_event(tmp_path, event)
     assert_format_error(excinfo, "event000000007-hits.csv.gz", "z", 1)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    coordinates=st.lists(
+        st.tuples(*[st.floats(-3000, 3000, width=32, allow_subnormal=False)] * 3), min_size=1, max_size=30
+    ),
+    compress=st.booleans(),
+)
+def test_float32_values_survive_a_round_trip(coordinates, compress: bool) -> None:
+    x, y, z = (np.array(c, dtype=np.float32) for c in zip(*coordinates, strict=True))
+    n = len(x)
+    hits = pd.DataFrame(
+        {"hit_id": np.arange(1, n + 1), "x": x, "y": y, "z": z, "volume_id": 8, "layer_id": 2, "module_id": 1}
+    )
+    with tempfile.TemporaryDirectory() as directory:
+        write_event(directory, Event(event_id=3, hits=hits), compress=compress)
+        again = read_event(Path(directory) / "event000000003", parts=("hits",))
+    pd.testing.assert_frame_equal(again.hits, hits.astype(DTYPES["hits"]))
+
+
+def test_compressed_output_is_reproducible(tmp_path: Path) -> None:
+    first = write_event(tmp_path / "a", small_event())
+    second = write_event(tmp_path / "b", small_event())
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]

@@ -14,7 +14,8 @@ from matplotlib.figure import Figure
 from trackrt.metrics.binning import binned_metrics
 from trackrt.metrics.tracking import TrackingMetrics
 
-_AXIS_LABELS = {"pt": r"particle $p_\mathrm{T}$ [GeV]", "eta": r"particle $\eta$"}
+_AXIS_LABELS = {"pt": r"$p_\mathrm{T}$ [GeV]", "eta": r"$\eta$"}
+_AXIS_OWNER = {"efficiency": "target particle", "fake rate": "majority particle"}
 _EFFICIENCIES = (
     ("efficiency", "DM"),
     ("efficiency_lhc", "LHC (precision > 0.75)"),
@@ -68,7 +69,7 @@ def _plot_rates(
         )
     if variable == "pt":
         axes.set_xscale("log")
-    axes.set_xlabel(_AXIS_LABELS[variable])
+    axes.set_xlabel(f"{_AXIS_OWNER[ylabel]} {_AXIS_LABELS[variable]}")
     axes.set_ylabel(ylabel)
     axes.set_ylim(bottom=0.0, top=1.05 if ylabel == "efficiency" else None)
     axes.grid(alpha=0.3)
