@@ -23,8 +23,10 @@ def _hit_filter_like(opset: int = 18) -> onnx.ModelProto:
     y = helper.make_tensor_value_info("hit_logits", TensorProto.FLOAT, [1, "num_hits"])
     w = numpy_helper.from_array(np.ones((4, 1), np.float32), "w")
     axes = numpy_helper.from_array(np.array([-1], np.int64), "axes")
-    nodes = [helper.make_node("MatMul", ["hit_features", "w"], ["m"]),
-             helper.make_node("Squeeze", ["m", "axes"], ["hit_logits"])]
+    nodes = [
+        helper.make_node("MatMul", ["hit_features", "w"], ["m"]),
+        helper.make_node("Squeeze", ["m", "axes"], ["hit_logits"]),
+    ]
     return _model(nodes, [x], [y], [w, axes], opset=opset)
 
 
@@ -37,15 +39,29 @@ def _lsca_nodes_and_io():
     k = helper.make_tensor_value_info("k", TensorProto.FLOAT, [1, 2, "num_hits", 4])
     c = helper.make_tensor_value_info("c", TensorProto.INT32, [1, "num_queries"])
     o = helper.make_tensor_value_info("o", TensorProto.FLOAT, [1, 2, "num_queries", 4])
-    node = helper.make_node("LocalStridedCrossAttention", ["q", "k", "k", "c"], ["o"], domain="trackrt",
-                            window=4, wrap=1, scale=0.0)
+    node = helper.make_node(
+        "LocalStridedCrossAttention",
+        ["q", "k", "k", "c"],
+        ["o"],
+        domain="trackrt",
+        window=4,
+        wrap=1,
+        scale=0.0,
+    )
     return [node], [q, k, c], [o]
 
 
 def _identity_function(domain: str, name: str) -> onnx.FunctionProto:
     body = [helper.make_node("Identity", ["query"], ["out"])]
-    return helper.make_function(domain, name, ["query", "key", "value", "centers"], ["out"], body,
-                                [helper.make_opsetid("", 18)], attributes=["window", "wrap", "scale"])
+    return helper.make_function(
+        domain,
+        name,
+        ["query", "key", "value", "centers"],
+        ["out"],
+        body,
+        [helper.make_opsetid("", 18)],
+        attributes=["window", "wrap", "scale"],
+    )
 
 
 def test_a_clean_graph_passes_every_check():
@@ -91,12 +107,16 @@ def test_op_unsupported_by_tensorrt_is_named():
 def test_nonzero_feeding_a_reshape_is_a_data_dependent_shape():
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])
-    nodes = [helper.make_node("NonZero", ["x"], ["nz"]),
-             helper.make_node("Shape", ["nz"], ["s"]),
-             helper.make_node("Slice", ["s", "one", "two"], ["count"]),
-             helper.make_node("Reshape", ["x", "count"], ["y"])]
-    consts = [numpy_helper.from_array(np.array([1], np.int64), "one"),
-              numpy_helper.from_array(np.array([2], np.int64), "two")]
+    nodes = [
+        helper.make_node("NonZero", ["x"], ["nz"]),
+        helper.make_node("Shape", ["nz"], ["s"]),
+        helper.make_node("Slice", ["s", "one", "two"], ["count"]),
+        helper.make_node("Reshape", ["x", "count"], ["y"]),
+    ]
+    consts = [
+        numpy_helper.from_array(np.array([1], np.int64), "one"),
+        numpy_helper.from_array(np.array([2], np.int64), "two"),
+    ]
     report = check_graph(_model(nodes, [x], [y], consts), role="both")
     result = _result(report, "data-dependent shapes")
     assert not result.passed and "Reshape" in result.detail and "NonZero" in result.detail
@@ -148,5 +168,7 @@ def test_report_is_one_line_per_check(tmp_path):
     onnx.save(_hit_filter_like(), path)
     report = check_graph(path, role="both", spec=HIT_FILTER)
     text = format_reports([report])
-    assert len(text.splitlines()) == len(report.results) + 1
-    assert "hit_filter.onnx" in text and "✗" not in text
+    assert len(text.splitlines()) == 2 and "hit_filter.onnx" in text and "✗" not in text
+    assert len(format_reports([report], verbose=True).splitlines()) == 2 + len(report.results)
+    failing = check_graph(_hit_filter_like(opset=17), role="both")
+    assert "✗ g: opset: opset 17 < 18" in format_reports([failing])

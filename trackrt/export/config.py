@@ -59,35 +59,53 @@ class GraphSpec:
 
 
 HIT_FEATURES = TensorSpec(
-    "hit_features", "float32", ("batch", NUM_HITS, "num_features"),
+    "hit_features",
+    "float32",
+    ("batch", NUM_HITS, "num_features"),
     "normalised hit features (`trackrt.data.features.hit_features`), hits sorted by φ",
 )
 HIT_EMBEDDINGS = TensorSpec(
-    "hit_embeddings", "float32", ("batch", NUM_HITS, "embed_dim"),
+    "hit_embeddings",
+    "float32",
+    ("batch", NUM_HITS, "embed_dim"),
     "tracker encoder output per hit, φ order",
 )
 SEED_LOGITS = TensorSpec(
-    "seed_logits", "float32", ("batch", NUM_HITS),
+    "seed_logits",
+    "float32",
+    ("batch", NUM_HITS),
     "logit that the hit is the first (smallest-r) hit of a target particle",
 )
 QUERY_INDICES = TensorSpec(
-    "query_indices", "int64", ("batch", NUM_QUERIES),
+    "query_indices",
+    "int64",
+    ("batch", NUM_QUERIES),
     "ascending hit indices of the seeds used as queries (`trackrt.data.tracks.select_seeds`)",
 )
 TRACK_LOGITS = TensorSpec(
-    "track_logits", "float32", ("batch", NUM_QUERIES),
+    "track_logits",
+    "float32",
+    ("batch", NUM_QUERIES),
     "logit that the query's track is valid (sigmoid ≥ track threshold)",
 )
 ASSIGNMENT_LOGITS = TensorSpec(
-    "assignment_logits", "float32", ("batch", NUM_QUERIES, NUM_HITS),
+    "assignment_logits",
+    "float32",
+    ("batch", NUM_QUERIES, NUM_HITS),
     "logit that hit n belongs to query q's track (final decoder layer)",
 )
 
 HIT_FILTER = GraphSpec(
     name="hit_filter",
     inputs=(HIT_FEATURES,),
-    outputs=(TensorSpec("hit_logits", "float32", ("batch", NUM_HITS),
-                        "logit that the hit belongs to a target particle (keep ≥ filter threshold)"),),
+    outputs=(
+        TensorSpec(
+            "hit_logits",
+            "float32",
+            ("batch", NUM_HITS),
+            "logit that the hit belongs to a target particle (keep ≥ filter threshold)",
+        ),
+    ),
     dynamic_axes=(NUM_HITS,),
 )
 TRACKER_ENCODER = GraphSpec(

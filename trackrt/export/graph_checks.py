@@ -82,8 +82,10 @@ def check_onnx_checker(model: onnx.ModelProto) -> CheckResult:
 
 def _dims(value: onnx.ValueInfoProto) -> list[str]:
     shape = value.type.tensor_type.shape
-    return [d.dim_param if d.dim_param else (str(d.dim_value) if d.HasField("dim_value") else "?")
-            for d in shape.dim]
+    return [
+        d.dim_param if d.dim_param else (str(d.dim_value) if d.HasField("dim_value") else "?")
+        for d in shape.dim
+    ]
 
 
 def check_shape_inference(model: onnx.ModelProto) -> CheckResult:
@@ -183,8 +185,11 @@ def check_data_dependent_shapes(model: onnx.ModelProto) -> CheckResult:
     outputs = [o.name for o in model.graph.output if o.name in reached]
     problems += [f"graph output '{o}'" for o in outputs]
     if problems:
-        return CheckResult("data-dependent shapes", False,
-                           f"{', '.join(sources)} decides: " + "; ".join(sorted(set(problems))[:4]))
+        return CheckResult(
+            "data-dependent shapes",
+            False,
+            f"{', '.join(sources)} decides: " + "; ".join(sorted(set(problems))[:4]),
+        )
     detail = f"{', '.join(sources)} present, shapes unaffected" if sources else "none"
     return CheckResult("data-dependent shapes", True, detail)
 
@@ -271,23 +276,45 @@ def check_graph(
     return report
 
 
-def format_reports(reports: Sequence[GraphReport]) -> str:
-    """A compact one-screen table: graph, check, ✓/✗, detail."""
-    rows: list[tuple[str, str, str, str]] = []
-    for report in reports:
-        graph = Path(report.graph).name
+SHORT_NAMES = {
+    "onnx checker (full)": "checker",
+    "shape inference": "shapes",
+    "opset": "opset",
+    "interface": "I/O",
+    "custom ops": "custom",
+    "TensorRT 10.x ops": "TRT10",
+    "TensorRT 11.x ops": "TRT11",
+    "TopK limits": "TopK",
+    "data-dependent shapes": "dyn-shape",
+}
+
+
+def format_reports(reports: Sequence[GraphReport], verbose: bool = False) -> str:
+    """One row per graph and one ✓/✗/– column per check, then the detail of every failure.
+
+    `verbose` adds every check's detail (inferred output shapes, custom nodes, op counts).
+    """
+    columns = list(SHORT_NAMES)
+    names = [Path(r.graph).name for r in reports]
+    width = max([len("graph"), *map(len, names)])
+    header = f"{'graph':<{width}}  " + "  ".join(SHORT_NAMES[c] for c in columns)
+    lines = [header]
+    notes = []
+    for name, report in zip(names, reports, strict=True):
+        by_name = {r.name: r for r in report.results}
+        cells = []
+        for column in columns:
+            result = by_name.get(column)
+            mark = "–" if result is None else ("✓" if result.passed else "✗")
+            cells.append(f"{mark:^{len(SHORT_NAMES[column])}}")
+        lines.append(f"{name:<{width}}  " + "  ".join(cells) + f"  ({report.role})")
         for result in report.results:
-            rows.append((graph, result.name, "✓" if result.passed else "✗", result.detail))
-            graph = ""
-    widths = [max(len(r[i]) for r in rows) if rows else 0 for i in range(2)]
-    lines = [f"{'graph':<{widths[0]}}  {'check':<{widths[1]}}     detail"]
-    for graph, name, mark, detail in rows:
-        detail = detail if len(detail) <= 90 else detail[:87] + "..."
-        lines.append(f"{graph:<{widths[0]}}  {name:<{widths[1]}}  {mark}  {detail}")
-    return "\n".join(lines)
+            if verbose or not result.passed:
+                notes.append(f"{'✓' if result.passed else '✗'} {name}: {result.name}: {result.detail}")
+    return "\n".join(lines + notes)
 
 
-def echo_reports(reports: Sequence[GraphReport]) -> None:
-    """Print `format_reports` with ✗ rows in red."""
-    for line in format_reports(reports).splitlines():
-        click.secho(line, fg="red" if "  ✗  " in line else None)
+def echo_reports(reports: Sequence[GraphReport], verbose: bool = False) -> None:
+    """Print `format_reports`, failures in red."""
+    for line in format_reports(reports, verbose).splitlines():
+        click.secho(line, fg="red" if line.startswith("✗") else None)

@@ -67,8 +67,12 @@ class ModelRecord:
 
     @classmethod
     def from_config(cls, kind: str, config: Any, checkpoint: str | Path) -> ModelRecord:
-        return cls(kind=kind, config=to_dict(config), checkpoint=str(checkpoint),
-                   checkpoint_sha256=checkpoint_sha256(checkpoint))
+        return cls(
+            kind=kind,
+            config=to_dict(config),
+            checkpoint=str(checkpoint),
+            checkpoint_sha256=checkpoint_sha256(checkpoint),
+        )
 
     @property
     def thresholds(self) -> dict[str, Any]:
@@ -151,8 +155,10 @@ def graph_metadata(record: ExportRecord, model_name: str, graph_name: str) -> di
         "checkpoint_sha256": model.checkpoint_sha256,
         "tool_versions": record.versions,
     }
-    return {METADATA_PREFIX + key: value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-            for key, value in values.items()}
+    return {
+        METADATA_PREFIX + key: value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        for key, value in values.items()
+    }
 
 
 def set_metadata_props(model: onnx.ModelProto, props: Mapping[str, str]) -> None:
@@ -170,7 +176,7 @@ def read_metadata_props(model: onnx.ModelProto | str | Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for prop in model.metadata_props:
         if prop.key.startswith(METADATA_PREFIX):
-            key = prop.key[len(METADATA_PREFIX):]
+            key = prop.key[len(METADATA_PREFIX) :]
             try:
                 out[key] = json.loads(prop.value)
             except json.JSONDecodeError:
