@@ -17,15 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 import trackrt
 from trackrt.configuration import to_dict
 from trackrt.data.features import FeatureConfig
+from trackrt.data.particle_ids import encode_particle_id
+from trackrt.data.trackml import Event, trackml_weights
 from trackrt.runtime.artifact import ARTIFACT_FORMAT, ARTIFACT_JSON
 
 OPSET = 18
 NUM_HITS = "num_hits"
 NUM_QUERIES = "num_queries"
+BARREL_LAYERS_MM: dict[int, float] = {2: 32.0, 4: 72.0, 6: 116.0, 8: 172.0}
 
 
 @dataclass(frozen=True)
@@ -242,3 +246,93 @@ def write_synthetic_artifact(
         manifest["limits"] = {"max_hits": spec.max_hits}
     (directory / ARTIFACT_JSON).write_text(json.dumps(manifest, indent=2) + "\n")
     return directory
+
+
+def synthetic_event(
+    event_id: int = 1,
+    num_particles: int = 40,
+    num_noise_hits: int = 20,
+    pt_range: tuple[float, float] = (2.0, 20.0),
+    eta_max: float = 1.2,
+    field_t: float = 2.0,
+    seed: int = 0,
+) -> Event:
+    """A small TrackML event: primary helices from the beam line through the four pixel barrel layers.
+
+    One hit per particle and layer (volume 8), plus uniformly spread noise hits; all parts
+    (hits, particles, truth with official weights) in the official columns.
+    """
+    rng = np.random.default_rng(seed)
+    pt = rng.uniform(*pt_range, num_particles)
+    eta = rng.uniform(-eta_max, eta_max, num_particles)
+    phi = rng.uniform(-np.pi, np.pi, num_particles)
+    vz = rng.normal(0.0, 1.0, num_particles)
+    charge = rng.choice([-1, 1], num_particles)
+    primaries = np.arange(1, num_particles + 1)
+    particle_id = encode_particle_id(np.ones_like(primaries), primaries, 0, 0, 0)
+    particle_id = np.asarray(particle_id, dtype=np.int64)
+    radius = pt / (0.3 * field_t) * 1000.0
+    turn = -charge
+    layers = np.array(list(BARREL_LAYERS_MM))
+    layer_r = np.array(list(BARREL_LAYERS_MM.values()))
+    angle = 2.0 * np.arcsin(layer_r[None, :] / (2.0 * radius[:, None]))  # [P, L]
+    centre_x = -turn * radius * np.sin(phi)
+    centre_y = turn * radius * np.cos(phi)
+    rotation = turn[:, None] * angle
+    x = centre_x[:, None] + np.cos(rotation) * -centre_x[:, None] - np.sin(rotation) * -centre_y[:, None]
+    y = centre_y[:, None] + np.sin(rotation) * -centre_x[:, None] + np.cos(rotation) * -centre_y[:, None]
+    z = vz[:, None] + radius[:, None] * angle * np.sinh(eta)[:, None]
+    direction = phi[:, None] + rotation
+    px, py = pt[:, None] * np.cos(direction), pt[:, None] * np.sin(direction)
+    pz = np.broadcast_to((pt * np.sinh(eta))[:, None], x.shape)
+
+    noise_r = rng.choice(layer_r, num_noise_hits)
+    noise_phi = rng.uniform(-np.pi, np.pi, num_noise_hits)
+    all_x = np.concatenate([x.ravel(), noise_r * np.cos(noise_phi)])
+    all_y = np.concatenate([y.ravel(), noise_r * np.sin(noise_phi)])
+    all_z = np.concatenate([z.ravel(), rng.uniform(-400.0, 400.0, num_noise_hits)])
+    all_layer = np.concatenate([np.tile(layers, num_particles), layers[np.searchsorted(layer_r, noise_r)]])
+    owner = np.concatenate([np.repeat(particle_id, len(layers)), np.zeros(num_noise_hits, dtype=np.int64)])
+    order = rng.permutation(len(all_x))
+    hit_id = np.arange(1, len(all_x) + 1)
+    hits = pd.DataFrame(
+        {
+            "hit_id": hit_id,
+            "x": all_x[order],
+            "y": all_y[order],
+            "z": all_z[order],
+            "volume_id": 8,
+            "layer_id": all_layer[order],
+            "module_id": 1,
+        }
+    )
+    zeros = np.zeros(num_noise_hits)
+    truth = pd.DataFrame(
+        {
+            "hit_id": hit_id,
+            "particle_id": owner[order],
+            "tx": hits["x"],
+            "ty": hits["y"],
+            "tz": hits["z"],
+            "tpx": np.concatenate([px.ravel(), zeros])[order],
+            "tpy": np.concatenate([py.ravel(), zeros])[order],
+            "tpz": np.concatenate([pz.ravel(), zeros])[order],
+            "weight": 0.0,
+        }
+    )
+    particles = pd.DataFrame(
+        {
+            "particle_id": particle_id,
+            "particle_type": np.where(charge > 0, 211, -211),
+            "vx": 0.0,
+            "vy": 0.0,
+            "vz": vz,
+            "px": pt * np.cos(phi),
+            "py": pt * np.sin(phi),
+            "pz": pt * np.sinh(eta),
+            "q": charge,
+            "nhits": len(layers),
+        }
+    )
+    truth["weight"] = trackml_weights(truth, particles)
+    return Event(event_id=event_id, hits=hits, particles=particles, truth=truth)
