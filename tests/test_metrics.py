@@ -184,6 +184,11 @@ def test_pixel_only_counts_pixel_hits() -> None:
         (pd.DataFrame({"hit": [1], "track_id": [0]}), None, r"lacks required column\(s\) \['hit_id'\]"),
         (pd.DataFrame({"hit_id": [1, 2], "track_id": [0.0, 1.5]}), None, "must be integers"),
         (
+            pd.DataFrame({"hit_id": [1], "track_id": [0]}),
+            pd.DataFrame({"track_id": [0, 0], "score": [1.0, 0.2]}),
+            "repeated track ids",
+        ),
+        (
             pd.DataFrame({"hit_id": [1, 2, 3], "track_id": [0, 0, 1]}),
             pd.DataFrame({"track_id": [0], "score": [1.0]}),
             "1 tracks have no score",
@@ -194,6 +199,13 @@ def test_bad_tracks_are_refused(tracks, scores, message) -> None:
     truth, particles, _ = hand_event()
     with pytest.raises(ValueError, match=message):
         evaluate_tracks(tracks, truth, particles, track_scores=scores)
+
+
+def test_truth_particles_missing_from_particles_are_refused() -> None:
+    truth, particles, hit_ids = hand_event()
+    tracks, _ = hand_tracks(hit_ids)
+    with pytest.raises(ValueError, match="1 truth particle ids are not in particles"):
+        evaluate_tracks(tracks, truth, particles[particles["particle_id"] != 14])
 
 
 def test_unassigned_hits_are_ignored() -> None:

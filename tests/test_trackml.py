@@ -280,6 +280,7 @@ def test_csv_and_gz_of_the_same_part_are_ambiguous(event_dir: Path) -> None:
             1,
             "non-integer",
         ),
+        ("hits", lambda f: f.assign(layer_id=["True", "False"] * 3), "layer_id", 6, "boolean"),
         (
             "hits",
             lambda f: f.assign(module_id=["1", "2", "3", "4", "5", "3000000000"]),

@@ -122,6 +122,10 @@ def test_weights_on_a_hand_built_event() -> None:
     expected[8:12] = 0.2 * four
     np.testing.assert_allclose(with_secondaries, expected / expected.sum())
     np.testing.assert_allclose(trackml_weights(truth, particles, nhits_from="truth"), weights)
+    shuffled = truth.sample(frac=1.0, random_state=2)
+    shuffled.index = shuffled.index * 10 + 3
+    order = shuffled["hit_id"].to_numpy() - 1
+    np.testing.assert_allclose(trackml_weights(shuffled, particles), weights[order])
 
 
 def test_weights_refuse_truth_longer_than_nhits() -> None:

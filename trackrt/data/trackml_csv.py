@@ -24,7 +24,7 @@ _FLOAT_EXACT_INT_LIMIT = 2**53
 def read_part_csv(path: Path, part: str) -> pd.DataFrame:
     """Read one `.csv` / `.csv.gz` event part and return it with the official columns and dtypes."""
     try:
-        frame = pd.read_csv(path, header=0, index_col=False)
+        frame = pd.read_csv(path, header=0, index_col=False, low_memory=False)
     except _READ_ERRORS as exc:
         raise TrackMLFormatError(path, f"cannot be read as CSV ({type(exc).__name__}: {exc})") from exc
     frame = coerce_part(frame, part, path)
@@ -56,7 +56,9 @@ def coerce_part(frame: pd.DataFrame, part: str, path: Path) -> pd.DataFrame:
 
 def _coerce_column(values: pd.Series, dtype: str, path: Path, column: str) -> pd.Series:
     """Cast one column to `dtype`, refusing non-numeric, missing, non-finite or out-of-range values."""
-    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+    if pd.api.types.is_bool_dtype(values):
+        raise TrackMLFormatError(path, "boolean values, not numbers", column=column, rows=len(values))
+    if not pd.api.types.is_numeric_dtype(values):
         numeric = pd.to_numeric(values.astype(object), errors="coerce")
         bad = numeric.isna() & values.notna()
         if bad.any():

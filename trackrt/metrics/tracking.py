@@ -158,6 +158,9 @@ def _particle_table(truth: pd.DataFrame, particles: pd.DataFrame, selection: Sel
     kinematics = particle_kinematics(particles[["particle_id", "px", "py", "pz"]])
     table = kinematics[["particle_id", "pt", "eta", "phi"]].reset_index(drop=True)
     counts = truth.loc[truth["particle_id"] != 0, "particle_id"].value_counts()
+    unknown = ~counts.index.isin(table["particle_id"])
+    if unknown.any():
+        raise ValueError(f"{int(unknown.sum())} truth particle ids are not in particles")
     table.insert(1, "nhits", table["particle_id"].map(counts).fillna(0).astype(np.int64))
     if "weight" in truth.columns:
         weights = truth.groupby("particle_id")["weight"].sum()
