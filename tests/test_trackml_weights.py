@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trackrt.data.trackml import (
@@ -30,6 +30,7 @@ def test_decode_known_particle_id() -> None:
     assert encode_particle_id(1, 2, 3, 4, 5) == (1 << 52) + (2 << 36) + (3 << 24) + (4 << 12) + 5
 
 
+@settings(max_examples=40, deadline=None)
 @given(
     st.lists(
         st.tuples(
