@@ -103,14 +103,18 @@ class PixelTransport:
         steps[:, 0] = cylinder_crossing(
             position, momentum, kappa, self.material.beam_pipe_radius, _MIN_STEP_MM
         )
+        pt = np.hypot(momentum[:, 0], momentum[:, 1])
+        slope = momentum[:, 2] / pt
         for column, layer in enumerate(self.layers, start=1):
             if layer.kind == "barrel":
                 s = cylinder_crossing(position, momentum, kappa, layer.reference, _MIN_STEP_MM)
-                along = helix_position(position, momentum, kappa, np.where(np.isfinite(s), s, 0.0))[:, 2]
+                along = position[:, 2] + np.where(np.isfinite(s), s, 0.0) * slope
             else:
                 s = z_plane_crossing(position, momentum, layer.reference, _MIN_STEP_MM)
-                end = helix_position(position, momentum, kappa, np.where(np.isfinite(s), s, 0.0))
-                along = np.hypot(end[:, 0], end[:, 1])
+                along = np.full(s.shape, np.inf)
+                reach = np.flatnonzero(np.isfinite(s))
+                end = helix_position(position[reach], momentum[reach], kappa[reach], s[reach])
+                along[reach] = np.hypot(end[:, 0], end[:, 1])
             inside = (along >= layer.extent[0] - _SURFACE_MARGIN_MM) & (
                 along <= layer.extent[1] + _SURFACE_MARGIN_MM
             )
