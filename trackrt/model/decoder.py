@@ -147,7 +147,7 @@ class TrackDecoder(nn.Module):
 def attention_mask_from_assignment(assignment_logits: torch.Tensor, real_hits: torch.Tensor) -> torch.Tensor:
     """Bool [B, Q, N]: sigmoid ≥ 0.5 on real hits; a query with no such hit attends to every real hit."""
     mask = (assignment_logits.detach() >= 0) & real_hits
-    return torch.where(mask.any(dim=-1, keepdim=True), mask, real_hits)
+    return mask | (real_hits & ~mask.any(dim=-1, keepdim=True))  # bool ops: ONNX Runtime has no bool Where
 
 
 def hit_mask(hits: torch.Tensor, hit_lengths: torch.Tensor | None) -> torch.Tensor:
