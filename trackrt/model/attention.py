@@ -288,7 +288,7 @@ def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centers: torch.Tens
 def _triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centers: torch.Tensor, window: int,
             wrap: bool, key_lengths: torch.Tensor | None, scale: float) -> torch.Tensor:
     """The block-sparse Triton kernel (CUDA); backward recomputes through the gathered path."""
-    from trackrt.plugins.lsca.triton_kernel import lsca_triton
+    from trackrt.plugins.lsca.triton_ops import lsca_triton
 
     return lsca_triton(q, k, v, centers, window, wrap, scale, key_lengths)
 
