@@ -61,6 +61,12 @@ def _check_modules(table: pd.DataFrame, rotation: np.ndarray, path: Path) -> Non
         raise DetectorFormatError(f"{path}: columns rot_*: {bad} rows are not orthonormal rotations")
 
 
+def _orthonormalise(rotation: np.ndarray) -> np.ndarray:
+    """Nearest exact rotations (polar decomposition): the file's 6-digit values are orthonormal to ~1e-6."""
+    u, _, vt = np.linalg.svd(rotation)
+    return u @ vt
+
+
 @dataclass(frozen=True, eq=False)
 class DetectorGeometry:
     """Module arrays of a TrackML detector (mm); index i refers to the i-th module of every array."""
@@ -212,6 +218,7 @@ def load_detector(path: str | Path, volumes: Sequence[int] | None = PIXEL_VOLUME
     table = table.sort_values(["volume_id", "layer_id", "module_id"], kind="stable").reset_index(drop=True)
     rotation = table[list(ROTATION_COLUMNS)].to_numpy(np.float64).reshape(-1, 3, 3)
     _check_modules(table, rotation, path)
+    rotation = _orthonormalise(rotation)
     return DetectorGeometry(
         volume_id=table["volume_id"].to_numpy(np.int32),
         layer_id=table["layer_id"].to_numpy(np.int32),
