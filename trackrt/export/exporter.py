@@ -18,7 +18,15 @@ import onnx
 import torch
 from torch import nn
 
-from trackrt.export.config import HIT_FILTER, NUM_HITS, NUM_QUERIES, TRACKER_ENCODER, ExportOptions, GraphSpec
+from trackrt.export.config import (
+    HIT_FILTER,
+    NUM_HITS,
+    NUM_QUERIES,
+    TRACKER_ENCODER,
+    ExportOptions,
+    GraphSpec,
+    TensorSpec,
+)
 from trackrt.export.graph_checks import DEFAULT_DOMAINS, GraphReport, GraphRole, check_graph, iter_nodes
 from trackrt.export.graphs import hit_filter_graph, tracker_decoder_graph, tracker_encoder_graph
 from trackrt.export.metadata import (
@@ -164,19 +172,33 @@ def _write_graph(
     return [(ort_path, ort_model, "onnxruntime"), (trt_path, model, "tensorrt")]
 
 
+def _shape_of(value: onnx.ValueInfoProto) -> list[int | str]:
+    """Concrete sizes for static axes, the axis name for dynamic ones."""
+    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+def _tensor_entries(specs: tuple[TensorSpec, ...], values: Any) -> list[dict[str, Any]]:
+    by_name = {v.name: v for v in values}
+    return [
+        {"name": t.name, "dtype": t.dtype, "shape": _shape_of(by_name[t.name]), "meaning": t.meaning}
+        for t in specs
+    ]
+
+
 def _graph_entry(
     spec: GraphSpec, model_name: str, written: list[tuple[Path, onnx.ModelProto, GraphRole]]
-) -> dict:
-    entry: dict[str, Any] = {
+) -> dict[str, Any]:
+    """The artifact.json entry of one graph: files, hashes, named inputs and outputs with shapes."""
+    model = written[0][1]
+    return {
         "model": model_name,
         "file": spec.filename,
         "tensorrt_file": spec.tensorrt_filename if len(written) > 1 else spec.filename,
-        "inputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.axes)} for t in spec.inputs],
-        "outputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.axes)} for t in spec.outputs],
+        "inputs": _tensor_entries(spec.inputs, model.graph.input),
+        "outputs": _tensor_entries(spec.outputs, model.graph.output),
         "dynamic_axes": list(spec.dynamic_axes),
+        "sha256": {path.name: file_sha256(path) for path, _, _ in written},
     }
-    entry["sha256"] = {path.name: file_sha256(path) for path, _, _ in written}
-    return entry
 
 
 def _jobs(tracker: LoadedModel, hit_filter: LoadedModel | None, options: ExportOptions) -> list[_GraphJob]:
@@ -194,6 +216,12 @@ def _check_destination(out_dir: Path, force: bool) -> None:
         raise ExportError(f"{out_dir}: exists and is not a directory")
     if out_dir.exists() and not force:
         raise ExportError(f"{out_dir}: already exists; pass --force to replace it")
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _replace_directory(staging: Path, out_dir: Path) -> None:
@@ -235,6 +263,7 @@ def export_artifact(
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    staging.chmod(0o777 & ~_current_umask())
     summary = ExportSummary(directory=out_dir)
     try:
         for job in _jobs(tracker, hit_filter, options):
@@ -252,6 +281,10 @@ def export_artifact(
             raise ExportError(f"exported graphs fail their checks: {names}", summary.reports)
         summary.artifact = record.to_json()
         summary.artifact["seed_selection"] = _seed_selection_entry(tracker.record)
+        summary.artifact["traced_with"] = {
+            "num_hits": options.example_num_hits,
+            "num_queries": options.example_num_queries,
+        }
         (staging / ARTIFACT_JSON).write_text(json.dumps(summary.artifact, indent=2, sort_keys=True) + "\n")
         summary.files.append(ARTIFACT_JSON)
         _replace_directory(staging, out_dir)
