@@ -320,9 +320,9 @@ def _auto_backend(q: torch.Tensor, num_keys: int, sliding: bool) -> str:
 def _emit_lsca_node(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centers: torch.Tensor, window: int,
                     wrap: bool, key_lengths: torch.Tensor | None, scale: float | None) -> torch.Tensor:
     """The bare `trackrt::LocalStridedCrossAttention` node (DESIGN §5) for the TensorRT plugin."""
-    inputs = [q, k, v, centers.to(torch.int32)]
-    if key_lengths is not None:
-        inputs.append(key_lengths.to(torch.int32))
+    if key_lengths is None:  # always five inputs: the TensorRT plugin's signature has no optional input
+        key_lengths = torch.full_like(centers[:, 0], k.shape[2])
+    inputs = [q, k, v, centers.to(torch.int32), key_lengths.to(torch.int32)]
     attrs = {"window": int(window), "wrap": int(bool(wrap)), "scale": float(scale or 0.0)}
     return torch.onnx.ops.symbolic(LSCA_OP_NAME, inputs, attrs, dtype=q.dtype, shape=q.shape,
                                    version=LSCA_OP_VERSION)
