@@ -188,3 +188,16 @@ def test_data_modules_import_without_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("selection", ("Pix1.0", "Pix0.6"))
+def test_targets_agree_with_the_metrics_selection(reference_event: Event, selection: str) -> None:
+    from trackrt.metrics.tracking import evaluate_tracks
+
+    config = sample_config(selection)
+    sample = make_sample(reference_event, config)
+    targets = tracker_targets(sample)
+    perfect = pd.DataFrame({"hit_id": sample.hit_id[targets.hit_index], "track_id": targets.hit_particle})
+    metrics = evaluate_tracks(perfect, sample.truth_frame(), sample.particles, pt_min=config.pt_min)
+    assert metrics.counts["target_particles"] == sample.num_targets
+    assert metrics.efficiency == 1.0 and metrics.fake_rate == 0.0

@@ -122,7 +122,7 @@ class TrackerConfig:
 # Per preset: encoder size, encoder windows (tracker, hit filter), decoder layers, learned queries.
 _PRESET_SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"dim": 32, "layers": 2, "heads": 2, "windows": (32, 64), "decoder_layers": 2, "queries": 32},
-    "small": {"dim": 64, "layers": 3, "heads": 4, "windows": (128, 256), "decoder_layers": 3, "queries": 256},
+    "small": {"dim": 64, "layers": 3, "heads": 4, "windows": (128, 128), "decoder_layers": 3, "queries": 256},
     "reference": {
         "dim": 256, "layers": 8, "heads": 8, "windows": (512, 1024), "decoder_layers": 3, "queries": 2100,
     },
