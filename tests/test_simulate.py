@@ -121,6 +121,28 @@ def test_inefficiency_and_noise_fractions(geometry):
     assert (lossy.truth["particle_id"] == 0).sum() / true_hits == pytest.approx(0.2, abs=0.03)
 
 
+def test_cells_follow_the_track_through_the_sensor(geometry):
+    plain = EventSimulator(SMALL, geometry).simulate(event_id=3, seed=11)
+    event = EventSimulator(dataclasses.replace(SMALL, cells=True), geometry).simulate(event_id=3, seed=11)
+    assert event.hits.equals(plain.hits) and event.truth.equals(plain.truth)
+    cells = event.cells
+    assert set(cells["hit_id"]) == set(event.hits["hit_id"])
+    hits = event.hits.set_index("hit_id")
+    modules = geometry.index_of(hits["volume_id"], hits["layer_id"], hits["module_id"])
+    local = geometry.global_to_local(hits[["x", "y", "z"]].to_numpy(np.float64), modules)
+    measured_ch0 = (local[:, 0] + geometry.max_hu[modules]) / geometry.pitch_u[modules]
+    span = cells.groupby("hit_id")["ch0"].agg(["min", "max"]).loc[hits.index]
+    # Smearing is pitch/sqrt(12) (0.29 pixel): the measured u lies within a pixel or two of the cluster.
+    assert ((measured_ch0 >= span["min"] - 2) & (measured_ch0 <= span["max"] + 3)).mean() > 0.999
+    signal = event.truth.set_index("hit_id")["particle_id"] != 0
+    total = cells.groupby("hit_id")["value"].sum()[signal[signal].index]
+    assert total.min() >= 0.999
+    size = cells.groupby("hit_id").size()
+    barrel_size = size[hits.index[hits["volume_id"] == 8]].mean()
+    endcap_size = size[hits.index[hits["volume_id"] != 8]].mean()
+    assert 1.0 < barrel_size and 1.0 < endcap_size
+
+
 def test_same_seed_same_files_for_any_worker_count(tmp_path, trackml_dir):
     config = SimulationConfig(pileup=5.0, detector=str(trackml_dir))
     one = simulate_events(config, tmp_path / "one", 2, seed=9, workers=1, progress=False)

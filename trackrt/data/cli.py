@@ -31,6 +31,7 @@ import pandas as pd
     default=None,
     help="detectors.csv(.gz) or its directory [default: $TRACKRT_TRACKML_DIR or the shared TrackML dir].",
 )
+@click.option("--cells/--no-cells", default=False, show_default=True, help="Also write the cells part.")
 @click.option("--compress/--no-compress", default=True, show_default=True, help="Write .csv.gz files.")
 def simulate(
     n_events: int,
@@ -42,6 +43,7 @@ def simulate(
     hard_scatter: bool,
     field: str,
     detector: Path | None,
+    cells: bool,
     compress: bool,
 ) -> None:
     """Simulate TrackML-like pixel events (hits, particles, truth) into OUT."""
@@ -52,6 +54,7 @@ def simulate(
         hard_scatter=hard_scatter,
         field=field,  # type: ignore[arg-type]
         detector=None if detector is None else str(detector),
+        cells=cells,
     )
     written = simulate_events(
         config, out, n_events, seed, first_event=first_event, workers=workers, compress=compress

@@ -12,16 +12,18 @@ import numpy as np
 import pandas as pd
 
 from trackrt.data.geometry import DetectorGeometry
+from trackrt.data.sim_cells import noise_cells, track_cells
 from trackrt.data.sim_transport import ModuleCrossings
 
 
 @dataclass(frozen=True)
 class DigitisationSpec:
-    """Hit inefficiency (fraction of true crossings lost), noise hits per true hit, smearing on/off."""
+    """Hit inefficiency (fraction of true crossings lost), noise hits per true hit, smearing, cells on/off."""
 
     inefficiency: float = 0.015
     noise_fraction: float = 0.05
     smear: bool = True
+    cells: bool = False
 
 
 def _clip_to_module(geometry: DetectorGeometry, local: np.ndarray, modules: np.ndarray) -> np.ndarray:
@@ -58,8 +60,8 @@ def digitise(
     crossings: ModuleCrossings,
     particle_ids: np.ndarray,
     spec: DigitisationSpec,
-) -> pd.DataFrame:
-    """One row per hit (true then noise, sorted by module): measured x y z, ids, truth tx..tpz, particle_id.
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(hits, cells): one row per hit with measured x y z, ids, truth tx..tpz and particle_id; cells if asked.
 
     `hit_id` numbers the rows 1..N in (volume, layer, module) order, like the TrackML files.
     """
@@ -91,5 +93,16 @@ def digitise(
         }
     )
     frame = frame.sort_values(["volume_id", "layer_id", "module_id", "x", "y", "z"], kind="stable")
+    hit_id_of_row = np.empty(len(frame), dtype=np.int64)
+    hit_id_of_row[frame.index.to_numpy()] = np.arange(1, len(frame) + 1)
     frame.insert(0, "hit_id", np.arange(1, len(frame) + 1, dtype=np.int64))
-    return frame.reset_index(drop=True)
+    cells = None
+    if spec.cells:
+        n_true = modules.size
+        true_cells = track_cells(
+            geometry, hit_id_of_row[:n_true], modules, truth_position, crossings.momentum[kept]
+        )
+        fake_cells = noise_cells(rng, geometry, hit_id_of_row[n_true:], noise_modules, noise_points)
+        cells = pd.concat([true_cells, fake_cells]).sort_values(["hit_id", "ch0", "ch1"], kind="stable")
+        cells = cells.reset_index(drop=True)
+    return frame.reset_index(drop=True), cells

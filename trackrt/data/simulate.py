@@ -46,6 +46,7 @@ class SimulationConfig:
     inefficiency: float = 0.015
     noise_fraction: float = 0.05
     smear: bool = True
+    cells: bool = False
     max_turns: float = 1.0
     detector: str | None = None  # detectors.csv(.gz) or its directory; None: $TRACKRT_TRACKML_DIR
 
@@ -70,7 +71,10 @@ class SimulationConfig:
     def digitisation_spec(self) -> DigitisationSpec:
         """The digitisation part of the configuration."""
         return DigitisationSpec(
-            inefficiency=self.inefficiency, noise_fraction=self.noise_fraction, smear=self.smear
+            inefficiency=self.inefficiency,
+            noise_fraction=self.noise_fraction,
+            smear=self.smear,
+            cells=self.cells,
         )
 
 
@@ -113,7 +117,7 @@ class EventSimulator:
             particles["q"].to_numpy(),
             particles["mass"].to_numpy(),
         )
-        table = digitise(
+        table, cells = digitise(
             rng,
             self.geometry,
             crossings,
@@ -126,7 +130,7 @@ class EventSimulator:
         hits = table[["hit_id", "x", "y", "z", "volume_id", "layer_id", "module_id"]]
         truth = table[["hit_id", "particle_id", "tx", "ty", "tz", "tpx", "tpy", "tpz"]].copy()
         truth["weight"] = trackml_weights(truth, particles)
-        return Event(event_id=event_id, hits=hits, particles=particles, truth=truth)
+        return Event(event_id=event_id, hits=hits, particles=particles, truth=truth, cells=cells)
 
 
 def simulate_event(config: SimulationConfig, event_id: int, seed: int) -> Event:
