@@ -133,14 +133,16 @@ def has_custom_nodes(model: onnx.ModelProto) -> bool:
     return any(node.domain not in DEFAULT_DOMAINS for node in iter_nodes(model.graph))
 
 
-def onnxruntime_copy(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of `model` that ONNX Runtime can run: the LSCA model-local function attached."""
-    from trackrt.plugins.lsca.onnx_function import attach_lsca_function
+def runtime_copies(model: onnx.ModelProto) -> tuple[onnx.ModelProto, onnx.ModelProto]:
+    """(ONNX Runtime copy with the LSCA model-local function, TensorRT copy with the bare node).
 
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    attached = attach_lsca_function(copy)
-    return attached if isinstance(attached, onnx.ModelProto) else copy
+    Both get LSCA's optional `key_lengths` input made explicit: the plugin and the function take five.
+    """
+    from trackrt.plugins.lsca.onnx_function import attach_lsca_function, complete_key_lengths
+
+    bare = onnx.ModelProto()
+    bare.CopyFrom(model)
+    return attach_lsca_function(model), complete_key_lengths(bare)
 
 
 @dataclass
@@ -166,10 +168,10 @@ def _write_graph(
         _save(model, path)
         return [(path, model, "both")]
     trt_path, ort_path = directory / job.spec.tensorrt_filename, directory / job.spec.filename
-    ort_model = onnxruntime_copy(model)
-    _save(model, trt_path)
+    ort_model, trt_model = runtime_copies(model)
+    _save(trt_model, trt_path)
     _save(ort_model, ort_path)
-    return [(ort_path, ort_model, "onnxruntime"), (trt_path, model, "tensorrt")]
+    return [(ort_path, ort_model, "onnxruntime"), (trt_path, trt_model, "tensorrt")]
 
 
 def _shape_of(value: onnx.ValueInfoProto) -> list[int | str]:
