@@ -1,12 +1,13 @@
 """Block-sparse Triton kernel for `trackrt::LocalStridedCrossAttention` (needs Triton; launched from CUDA).
 
-One program handles BLOCK_Q consecutive queries of one (batch, head).  It loads only the key range
-[min(c) - w/2, max(c) + w/2] that the block's windows cover (taken modulo the key length when wrapped,
-at most L positions so every key is visited once), in tiles of BLOCK_N keys, and keeps an online
-softmax in fp32.  With non-decreasing centres the range is about BLOCK_Q·N/Q + w keys; arbitrary
-centres stay correct and only widen the range.  Tensors are contiguous [B, H, L, D]; centres [B, Q]
-and key lengths [B] are int32.  The argument order (inputs, integer scalars, output) is the calling
-convention of TensorRT's AOT plugins, so the same kernel is compiled to PTX for the plugin.
+One program (grid: query blocks x heads x batch) handles BLOCK_Q consecutive queries of one (batch,
+head).  It loads only the key range [min(c) - w/2, max(c) + w/2] that the block's windows cover
+(modulo the key length when wrapped, at most L positions so every key is visited once), in tiles of
+BLOCK_N keys, and keeps an online softmax in fp32.  With non-decreasing centres the range is about
+BLOCK_Q·N/Q + w keys; arbitrary centres stay correct and only widen the range.  Tensors are
+contiguous [B, H, L, D]; centres [B, Q] and key lengths [B] are int32.  The argument order (inputs,
+integer scalars, output) is the calling convention of TensorRT's AOT plugins, so the same kernel is
+compiled to PTX for the plugin.
 """
 
 # No `from __future__ import annotations` here: Triton reads the `tl.constexpr` annotations at runtime.
@@ -51,8 +52,8 @@ def lsca_forward_kernel(
 ):
     """out[b, h, i] = softmax over window keys of (q·k)·scale, times v; fp32 statistics."""
     block = tl.program_id(0)
-    batch_head = tl.program_id(1)
-    batch = batch_head // num_heads
+    batch = tl.program_id(2)
+    batch_head = batch * num_heads + tl.program_id(1)
 
     rows = block * BLOCK_Q + tl.arange(0, BLOCK_Q)
     row_ok = rows < num_queries

@@ -25,7 +25,7 @@ def launch_lsca_kernel(query: torch.Tensor, key: torch.Tensor, value: torch.Tens
         return out
     config = config or choose_config(nq, n, window)
     constexprs = kernel_constexprs(config, d, window, wrap, scale, _TORCH_TO_KERNEL_DTYPE[query.dtype])
-    grid = (triton_kernel.triton.cdiv(nq, config.block_q), b * h)
+    grid = (triton_kernel.triton.cdiv(nq, config.block_q), h, b)
     triton_kernel.lsca_forward_kernel[grid](
         query, key, value, centers, key_lengths, h, nq, n, out,
         num_warps=config.num_warps, num_stages=config.num_stages, **constexprs,
