@@ -73,9 +73,10 @@ class DecoderLayer(nn.Module):
 
 
 class TrackDecoder(nn.Module):
-    """Decoder layers plus shared heads; predictions after every layer (and from the input queries).
+    """Decoder layers plus shared heads, predicting after every layer.
 
-    Hit embeddings are not updated by the decoder: every layer attends to the encoder's output.
+    Masked variants also predict from the input queries, to mask the first layer. Hit embeddings are
+    not updated by the decoder: every layer attends to the encoder's output.
     """
 
     def __init__(self, config: TrackerConfig) -> None:
@@ -132,11 +133,12 @@ class TrackDecoder(nn.Module):
         queries = self.initial_queries(hits, query_indices)
         centers = self.cross_attention_centers(queries, hits, query_indices, hit_lengths)
         real_hits = hit_mask(hits, hit_lengths)[:, None, :]
-        prediction = self.heads(queries, hits)
+        # Masked variants mask each layer with the previous prediction (the first: from the input queries).
+        prediction = self.heads(queries, hits) if centers is None else None
         outputs = []
         for layer in self.layers:
             mask = None
-            if centers is None:
+            if prediction is not None:
                 mask = attention_mask_from_assignment(prediction["assignment_logits"], real_hits)
             queries = layer(queries, hits, mask=mask, centers=centers, hit_lengths=hit_lengths)
             prediction = self.heads(queries, hits)
