@@ -5,8 +5,9 @@ Conventions (perigee with respect to the beam line x = y = 0, uniform field B al
   to the right of the direction of flight; z0 is the track's z there;
 - φ is the direction of flight at that point, η = asinh(dz/ds) with s the transverse arc length;
 - pT [GeV] = 0.3 · |B| [T] · R [m]; a positive particle turns clockwise seen from +z when B > 0.
-Hits are ordered by their distance from the beam line, which is the order of flight for tracks that
-do not curl back (pT ≳ 0.05 GeV in the pixel detector).
+Hits may come in any order: the sense of rotation (hence the charge) follows from the side of the
+point of closest approach the hits lie on, which holds for tracks that turn by less than π after it
+(pT ≳ 0.05 GeV in the pixel detector).
 """
 
 from __future__ import annotations
@@ -79,15 +80,6 @@ def _taubin_circles(
     return xc + mx, yc + my, radius
 
 
-def _first_and_last(r: np.ndarray, groups: np.ndarray, num_groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """Index of the innermost and outermost hit of each group."""
-    order = np.lexsort((r, groups))
-    sorted_groups = groups[order]
-    starts = np.searchsorted(sorted_groups, np.arange(num_groups), side="left")
-    ends = np.searchsorted(sorted_groups, np.arange(num_groups), side="right") - 1
-    return order[starts], order[ends]
-
-
 def _wrap_angle(angle: np.ndarray) -> np.ndarray:
     return (angle + np.pi) % (2.0 * np.pi) - np.pi
 
@@ -141,22 +133,21 @@ def _fit_groups(
     """Unchecked helix parameters per group (NaN or inf where a group is degenerate)."""
     num_tracks = len(counts)
     xc, yc, radius = _taubin_circles(x, y, groups, counts)
-    r = np.hypot(x, y)
-    first, last = _first_and_last(r, groups, num_tracks)
-    # Sense of rotation from the innermost to the outermost hit: +1 counter-clockwise.
-    cross = (x[first] - xc) * (y[last] - yc) - (y[first] - yc) * (x[last] - xc)
-    turn = np.sign(cross)
     centre_distance = np.hypot(xc, yc)
     ux, uy = xc / centre_distance, yc / centre_distance
+    # Angle of each hit around the centre, counted counter-clockwise from the point of closest
+    # approach; a track's hits all lie on the side it flies to, which gives its sense of rotation.
+    pca_angle = np.arctan2(-uy, -ux)
+    hit_angle = np.arctan2(y - yc[groups], x - xc[groups])
+    swept_ccw = _wrap_angle(hit_angle - pca_angle[groups])
+    turn = np.sign(_group_mean(swept_ccw, groups, counts))
     phi = np.arctan2(-turn * ux, turn * uy)
     d0 = turn * (centre_distance - radius)
     pt = 0.3 * abs(field_t) * radius / 1000.0
     charge = -turn * np.sign(field_t)
 
     # Transverse arc length of each hit from the point of closest approach, then z = z0 + s·cot θ.
-    pca_angle = np.arctan2(-uy, -ux)
-    hit_angle = np.arctan2(y - yc[groups], x - xc[groups])
-    swept = turn[groups] * _wrap_angle(hit_angle - pca_angle[groups])
+    swept = turn[groups] * swept_ccw
     s = radius[groups] * swept
     s_mean = _group_mean(s, groups, counts)
     z_mean = _group_mean(z, groups, counts)
