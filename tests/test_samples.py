@@ -143,6 +143,10 @@ def test_non_pixel_hits_are_dropped_and_missing_parts_refused() -> None:
     assert sample.num_hits == len(event.hits) - 1 and 1 not in sample.hit_id
     with pytest.raises(ValueError, match="the 'truth' part is needed"):
         make_sample(Event(1, event.hits, event.particles, None), sample_config("Pix1.0"))
+    with pytest.raises(ValueError, match="truth has no column 'weight'"):
+        make_sample(
+            Event(1, event.hits, event.particles, event.truth.drop(columns="weight")), sample_config("Pix1.0")
+        )
 
 
 def test_sample_config_validation() -> None:

@@ -185,10 +185,20 @@ def tracker_targets(sample: Sample, hit_mask: np.ndarray | None = None) -> Track
     )
 
 
+_REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "particles": ("particle_id", "px", "py", "pz"),
+    "truth": ("hit_id", "particle_id", "weight"),
+}
+
+
 def _require_parts(event: Event) -> tuple[pd.DataFrame, pd.DataFrame]:
-    for part in ("particles", "truth"):
-        if getattr(event, part) is None:
+    for part, columns in _REQUIRED_COLUMNS.items():
+        frame = getattr(event, part)
+        if frame is None:
             raise ValueError(f"event {event.event_id}: the '{part}' part is needed to build a sample")
+        missing = [c for c in columns if c not in frame]
+        if missing:
+            raise ValueError(f"event {event.event_id}: {part} has no column '{missing[0]}'")
     return event.particles, event.truth
 
 
