@@ -249,6 +249,11 @@ def test_artifact_errors(tmp_path):
     with pytest.raises(ArtifactError, match="sha256 differs"):
         load_artifact(tampered)
 
+    in_graph = write_synthetic_artifact(tmp_path / "in_graph")
+    _rewrite_manifest(in_graph, lambda d: d.update(seed_selection={"where": "graph"}))
+    with pytest.raises(ArtifactError, match="seeds on the host"):
+        load_artifact(in_graph)
+
     no_threshold = write_synthetic_artifact(tmp_path / "thresholds")
     _rewrite_manifest(no_threshold, lambda d: d["models"]["tracker"]["thresholds"].pop("seed_threshold"))
     with pytest.raises(ArtifactError, match="seed_threshold"):

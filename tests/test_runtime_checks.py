@@ -112,6 +112,7 @@ def tracker(tmp_path_factory):
 
 def test_artifact_limit_sets_max_hits(tracker, hits):
     assert tracker.chain.checks.max_hits == 500
+    assert tracker.warmup(num_hits=800, repeats=1)["total"] > 0  # synthetic warm-up skips the checks
     with pytest.raises(InputCheckError, match="too_many_hits") as caught:
         tracker.reconstruct(_broken(hits, "too_many_hits"), event_id=9)
     assert caught.value.event_id == 9

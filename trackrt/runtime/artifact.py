@@ -196,6 +196,11 @@ def load_artifact(directory: str | Path, verify_hashes: bool = True) -> Artifact
             f"{path}: format_version {version!r} is not supported by this runtime "
             f"(supported: {', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}); re-export or upgrade trackrt"
         )
+    seeding = data.get("seed_selection") or {}
+    if seeding.get("where", "host") not in ("host", "none"):
+        raise ArtifactError(
+            f"{path}: seed_selection.where is {seeding.get('where')!r}; this runtime seeds on the host"
+        )
     by_kind = _models_by_kind(data, path)
     tracker_name, tracker_record = by_kind["tracker"]
     tracker = _tracker_settings(tracker_record, f"{path}: models.{tracker_name}")

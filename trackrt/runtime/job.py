@@ -120,9 +120,12 @@ def process_event(tracker: Tracker, prefix: Path, config: RunConfig) -> EventOut
     start = time.perf_counter()
     try:
         event = read_event(prefix, parts, pixel_only=config.pixel_only)
-    except (TrackMLFormatError, OSError, ValueError) as exc:
-        rows = getattr(exc, "rows", None)
-        outcome.errors.append(EventError(outcome.event_id, "read_failed", str(exc), rows, stage="read"))
+    except TrackMLFormatError as exc:
+        outcome.errors.append(EventError(outcome.event_id, "read_failed", str(exc), exc.rows, stage="read"))
+        return outcome
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        outcome.errors.append(EventError(outcome.event_id, "read_failed", message, stage="read"))
         return outcome
     outcome.read_ms = (time.perf_counter() - start) * 1000.0
     outcome.num_input_hits = len(event.hits)

@@ -179,6 +179,7 @@ class OnnxRuntimeBackend(Backend):
             )
             self._check_feature_width(runner, path)
             self._runners[graph] = runner
+        self._providers = list(session.get_providers())
 
     def _check_feature_width(self, runner: OrtGraphRunner, path: Any) -> None:
         if "hit_features" not in runner.input_names:
@@ -196,11 +197,10 @@ class OnnxRuntimeBackend(Backend):
         return self._runners[graph]
 
     def describe(self) -> dict[str, Any]:
-        session = next(iter(self._runners.values())).session
         return {
             "backend": self.name,
             "device": self.options.device,
-            "providers": session.get_providers(),
+            "providers": self._providers,
             "onnxruntime": self._ort.__version__,
             "io_binding": self.options.io_binding,
             "threads": self.options.threads,
