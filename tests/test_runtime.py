@@ -149,6 +149,21 @@ def test_encoder_embeddings_stay_on_device_between_graphs(tracker, event):
         decoder.run({"hit_embeddings": out["hit_embeddings"]})
 
 
+@pytest.mark.gpu
+def test_cuda_keeps_embeddings_on_device(artifact_dir, tracker, event):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has no CUDAExecutionProvider")
+    with Tracker.load(artifact_dir, backend="onnxruntime", device="cuda:0") as gpu:
+        features = np.full((1, 16, 8), 0.05, dtype=np.float32)
+        encoder = gpu.backend.runner("tracker_encoder")
+        out = encoder.run({"hit_features": features}, keep_on_device={"hit_embeddings"})
+        assert out["hit_embeddings"].device.lower().startswith("cuda")
+        on_gpu = gpu.reconstruct(event.hits)
+    np.testing.assert_array_equal(on_gpu.hits.track_id, tracker.reconstruct(event.hits).hits.track_id)
+
+
 def test_hit_filter_removes_hits(tmp_path, event):
     directory = write_synthetic_artifact(tmp_path, SyntheticModel(filter_max_r_mm=150.0, min_hits=2))
     with Tracker.load(directory) as narrow:
