@@ -176,6 +176,21 @@ def test_hit_filter_removes_hits(tmp_path, event):
     assert result.num_tracks >= 45
 
 
+@pytest.mark.parametrize(
+    ("spec", "filtered", "queries"),
+    [(SyntheticModel(filter_max_r_mm=10.0), 0, 0), (SyntheticModel(seed_max_r_mm=10.0), None, 0)],
+    ids=["all-hits-filtered", "no-seeds"],
+)
+def test_events_without_tracks(tmp_path, event, spec, filtered, queries):
+    with Tracker.load(write_synthetic_artifact(tmp_path, spec)) as empty:
+        result = empty.reconstruct(event.hits, event.event_id)
+    assert result.num_tracks == 0 and result.num_queries == queries
+    assert filtered is None or result.num_filtered_hits == filtered
+    assert (result.hits.track_id == -1).all() and len(result.hits) == len(event.hits)
+    assert result.parameters is not None and len(result.parameters) == 0
+    assert (result.submission().track_id == -1).all()
+
+
 def test_without_hit_filter_and_fixed_queries(tmp_path, event):
     directory = write_synthetic_artifact(tmp_path, SyntheticModel(variant="fq-ma", with_hit_filter=False))
     with Tracker.load(directory) as fixed:

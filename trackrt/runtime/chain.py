@@ -184,19 +184,24 @@ class TrackFindingStage:
             decoded = self.decoder.run(inputs)
         with work.timed("post_processing"):
             track_logits = np.asarray(decoded["track_logits"])[0]
-            assignment_logits = np.asarray(decoded["assignment_logits"])[0]
-            if not s.dynamic_queries:
-                work.num_queries = len(track_logits)
-            track_of_kept, track_scores = assign_hits(
-                track_logits, assignment_logits, s.track_threshold, s.hit_threshold, s.min_hits
-            )
-            assigned = track_of_kept >= 0
-            valid_queries = sigmoid(track_logits) >= s.track_threshold
-            best_logit = assignment_logits[valid_queries].max(axis=0) if valid_queries.any() else None
-            work.track_of_hit[work.kept] = track_of_kept
-            if best_logit is not None:
-                work.hit_scores[work.kept[assigned]] = sigmoid(best_logit[assigned])
-            work.track_scores = track_scores
+            self._assign(work, track_logits, np.asarray(decoded["assignment_logits"])[0])
+
+    def _assign(self, work: EventWork, track_logits: np.ndarray, assignment_logits: np.ndarray) -> None:
+        """Hits to tracks (shared `assign_hits`); a hit's score is its probability for its track."""
+        s = self.settings
+        if not s.dynamic_queries:
+            work.num_queries = len(track_logits)
+        track_of_kept, track_scores = assign_hits(
+            track_logits, assignment_logits, s.track_threshold, s.hit_threshold, s.min_hits
+        )
+        work.track_of_hit[work.kept] = track_of_kept
+        work.track_scores = track_scores
+        assigned = track_of_kept >= 0
+        valid_queries = sigmoid(track_logits) >= s.track_threshold
+        if assigned.any():
+            # assign_hits gives each hit to the valid query with the highest probability.
+            best_logit = assignment_logits[valid_queries].max(axis=0)
+            work.hit_scores[work.kept[assigned]] = sigmoid(best_logit[assigned])
 
 
 class TrackParameterStage:
