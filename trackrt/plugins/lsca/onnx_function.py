@@ -112,16 +112,17 @@ def attach_lsca_function(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def make_lsca_model(dtype: int, window: int, wrap: int, scale: float = 0.0, with_key_lengths: bool = True,
-                    opset: int = 18) -> onnx.ModelProto:
-    """A one-op model with the bare LSCA node and dynamic B, H, Q, N, D (for tests and TensorRT checks)."""
+                    opset: int = 18, head_dim: int | None = None) -> onnx.ModelProto:
+    """A one-op model with the bare LSCA node; B, H, Q, N are dynamic, D too unless `head_dim` is given."""
     onnx, _ = _imports()
     helper = onnx.helper
     names = ["query", "key", "value", "centers"] + (["key_lengths"] if with_key_lengths else [])
-    shapes = {"query": ["B", "H", "Q", "D"], "key": ["B", "H", "N", "D"], "value": ["B", "H", "N", "D"],
+    d = head_dim or "D"
+    shapes = {"query": ["B", "H", "Q", d], "key": ["B", "H", "N", d], "value": ["B", "H", "N", d],
               "centers": ["B", "Q"], "key_lengths": ["B"]}
     inputs = [helper.make_tensor_value_info(name, onnx.TensorProto.INT32 if name in ("centers", "key_lengths")
                                             else dtype, shapes[name]) for name in names]
-    output = helper.make_tensor_value_info("output", dtype, ["B", "H", "Q", "D"])
+    output = helper.make_tensor_value_info("output", dtype, ["B", "H", "Q", d])
     node = helper.make_node(LSCA_OP_TYPE, names, ["output"], domain=LSCA_DOMAIN, name="lsca",
                             window=window, wrap=wrap, scale=float(scale))
     graph = helper.make_graph([node], "lsca", inputs, [output])

@@ -33,6 +33,21 @@ def register_lsca_plugin() -> None:
     _registered.append(True)
 
 
+def add_plugin_namespace(model: object) -> object:
+    """Add `plugin_namespace="trackrt"` to the LSCA nodes of an ONNX model, in place.
+
+    TensorRT >= 10.10 takes the namespace from the node's domain; 10.9's ONNX parser needs this attribute.
+    """
+    import onnx
+
+    from trackrt.plugins.lsca.onnx_function import is_lsca_node
+
+    for node in model.graph.node:
+        if is_lsca_node(node) and not any(a.name == "plugin_namespace" for a in node.attribute):
+            node.attribute.append(onnx.helper.make_attribute("plugin_namespace", LSCA_DOMAIN))
+    return model
+
+
 def _kernel_dtype(trt_dtype: object) -> str:
     """'fp32' | 'fp16' | 'bf16' for a TensorRT DataType."""
     import tensorrt as trt
