@@ -216,10 +216,15 @@ def load_checkpoint(
     path = Path(path)
     config = read_checkpoint_config(path)
     model = build_model(config.model)
-    weights = _read_tensors(path / MODEL_FILE)
-    check_weights_fit(weights, model, path / MODEL_FILE)
-    model.load_state_dict(weights)
+    load_weights(path, model)
     return model.to(device).eval(), config
+
+
+def load_weights(path: str | Path, model: torch.nn.Module) -> None:
+    """Load a checkpoint's `model.safetensors` into `model`, refusing weights that do not fit it."""
+    weights = _read_tensors(Path(path) / MODEL_FILE)
+    check_weights_fit(weights, model, Path(path) / MODEL_FILE)
+    model.load_state_dict(weights)
 
 
 def _train_state_payload(

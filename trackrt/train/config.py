@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from trackrt.configuration import ConfigError
 
@@ -58,3 +58,132 @@ class ModelChoice:
 
     preset: str = "tiny"
     overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class QueryConfig:
+    """How the tracker's dynamic queries are formed in training (see `trackrt.train.queries`)."""
+
+    include_true_seeds: bool = True
+    seed_threshold: float | None = None
+    max_queries: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.seed_threshold is not None and not 0.0 <= self.seed_threshold <= 1.0:
+            raise ConfigError(f"queries.seed_threshold must be in [0, 1], got {self.seed_threshold}")
+        if self.max_queries is not None and self.max_queries < 1:
+            raise ConfigError(f"queries.max_queries must be ≥ 1, got {self.max_queries}")
+
+
+@dataclass
+class DataConfig:
+    """Event directories (TrackML CSV), the sample cache and the target selection."""
+
+    train_dir: str = ""
+    val_dir: str | None = None
+    cache_dir: str | None = None
+    selection: Literal["Pix1.0", "Pix0.6"] = "Pix1.0"
+    max_train_events: int | None = None
+    max_val_events: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.train_dir:
+            raise ConfigError("data.train_dir: a directory of training events is required")
+        for name in ("max_train_events", "max_val_events"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"data.{name} must be ≥ 1, got {value}")
+
+
+@dataclass
+class StageConfig:
+    """One model to train: preset + overrides, optimiser, length and the validation/checkpoint cadence.
+
+    Intervals count optimiser steps; 0 means once per epoch.
+    """
+
+    model: ModelChoice = field(default_factory=ModelChoice)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    epochs: int = 1
+    max_steps: int | None = None
+    val_interval: int = 0
+    checkpoint_interval: int = 0
+    log_interval: int = 10
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be ≥ 1, got {self.epochs}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"max_steps must be ≥ 1, got {self.max_steps}")
+        for name in ("val_interval", "checkpoint_interval"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        if self.log_interval < 1:
+            raise ConfigError(f"log_interval must be ≥ 1, got {self.log_interval}")
+
+
+@dataclass
+class HitFilterStageConfig(StageConfig):
+    """Hit-filter training; afterwards the threshold is set for `target_efficiency` on target hits."""
+
+    target_efficiency: float = 0.99
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 < self.target_efficiency <= 1.0:
+            raise ConfigError(f"target_efficiency must be in (0, 1], got {self.target_efficiency}")
+
+
+@dataclass
+class TrackerStageConfig(StageConfig):
+    """Tracker training: loss weights, query formation, and which hits it sees (truth or learned filter)."""
+
+    loss: LossConfig = field(default_factory=LossConfig)
+    queries: QueryConfig = field(default_factory=QueryConfig)
+    hits: Literal["truth", "learned"] = "truth"
+    filter_checkpoint: str | None = None
+
+
+@dataclass
+class TrainConfig:
+    """A training run: data, an optional hit-filter stage, an optional tracker stage, seed and device.
+
+    `num_threads` sets torch's CPU threads (None: torch's default); small models on a busy CPU run
+    far faster with 1.
+    """
+
+    data: DataConfig
+    out_dir: str = "runs/train"
+    hit_filter: HitFilterStageConfig | None = None
+    tracker: TrackerStageConfig | None = None
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16: bool = True
+    num_threads: int | None = None
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ConfigError(f"num_threads must be ≥ 1, got {self.num_threads}")
+        if self.hit_filter is None and self.tracker is None:
+            raise ConfigError("hit_filter, tracker: the config trains nothing; give at least one of them")
+        for kind in ("hit_filter", "tracker"):
+            if getattr(self, kind) is not None:
+                self.model_config(kind)
+        tracker = self.tracker
+        if tracker is not None and tracker.hits == "learned":
+            if tracker.filter_checkpoint is None and self.hit_filter is None:
+                raise ConfigError(
+                    "tracker.hits: 'learned' needs tracker.filter_checkpoint or a hit_filter stage "
+                    "in this config"
+                )
+
+    def model_config(self, kind: str) -> Any:
+        """The model config of stage `kind`: its preset for the data selection plus its overrides."""
+        from trackrt.model.config import preset
+
+        stage = getattr(self, kind)
+        try:
+            return preset(stage.model.preset, kind, self.data.selection, stage.model.overrides)
+        except ConfigError as exc:
+            raise ConfigError(f"{kind}.model: {exc}") from None

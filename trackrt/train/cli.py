@@ -1,0 +1,151 @@
+"""`trackrt train` and `trackrt evaluate`: thin wrappers over the training loop and the evaluation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from trackrt.configuration import ConfigError, from_dict
+
+
+def apply_overrides(data: dict[str, Any], assignments: tuple[str, ...]) -> dict[str, Any]:
+    """Apply `dotted.key=value` assignments (values parsed as YAML) to a nested config dict."""
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. tracker.epochs=3")
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: '{part}' is not a mapping")
+            node = child
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def load_train_config(path: str | Path, assignments: tuple[str, ...] = (), out_dir: str | None = None) -> Any:
+    """Read a training YAML, apply `--set` overrides and `--out`, and build the typed `TrainConfig`."""
+    from trackrt.train.config import TrainConfig
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    data = apply_overrides(data, assignments)
+    if out_dir is not None:
+        data["out_dir"] = out_dir
+    try:
+        return from_dict(TrainConfig, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+@click.command()
+@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--resume", is_flag=True, help="Continue from each stage's last checkpoint in the output directory."
+)
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value, e.g. --set tracker.model.overrides.variant=fq-ma (repeatable).",
+)
+@click.option("--out", "out_dir", default=None, help="Output directory (overrides out_dir in the config).")
+def train(config: Path, resume: bool, assignments: tuple[str, ...], out_dir: str | None) -> None:
+    """Train the hit filter and/or tracker described by CONFIG (YAML)."""
+    from trackrt.train.loop import train as run_training
+
+    try:
+        train_config = load_train_config(config, assignments, out_dir)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    finals = run_training(train_config, resume=resume)
+    for stage, path in finals.items():
+        click.echo(f"{stage}: {path}")
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--events",
+    "events_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Directory of TrackML events (hits, particles, truth).",
+)
+@click.option(
+    "--filter",
+    "filter_checkpoint",
+    default=None,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Hit-filter checkpoint; adds filter efficiency/purity and filter+tracking metrics.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where metrics.json and the plots go (default: CHECKPOINT/evaluation).",
+)
+@click.option(
+    "--selection",
+    type=click.Choice(["Pix1.0", "Pix0.6"]),
+    default=None,
+    help="Target selection (default: the one the tracker was trained for).",
+)
+@click.option(
+    "--max-events", type=click.IntRange(min=1), default=None, help="Evaluate at most this many events."
+)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+def evaluate(
+    checkpoint: Path,
+    events_dir: Path,
+    filter_checkpoint: Path | None,
+    out_dir: Path | None,
+    selection: str | None,
+    max_events: int | None,
+    device: str,
+) -> None:
+    """Evaluate a tracker CHECKPOINT on events: metrics JSON (overall + binned) and efficiency/fake plots."""
+    from trackrt.train.checkpoint import CheckpointError
+    from trackrt.train.evaluate import evaluate_directory
+
+    try:
+        path = evaluate_directory(
+            checkpoint,
+            events_dir,
+            filter_checkpoint=filter_checkpoint,
+            out_dir=out_dir,
+            selection=selection,
+            max_events=max_events,
+            device=device,
+        )
+    except (CheckpointError, ConfigError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    report = json.loads(path.read_text())
+    for mode in ("tracking_only", "filter_and_tracking"):
+        if mode in report:
+            overall = report[mode]["overall"]
+            efficiency, fake_rate = _percent(overall["efficiency"]), _percent(overall["fake_rate"])
+            click.echo(f"{mode}: DM efficiency {efficiency}, fake rate {fake_rate}")
+    if "hit_filter" in report:
+        hf = report["hit_filter"]
+        click.echo(f"hit filter: efficiency {_percent(hf['efficiency'])}, purity {_percent(hf['purity'])}")
+    click.echo(f"metrics: {path}")
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f} %"

@@ -1,0 +1,88 @@
+"""Training data: cached event samples, the seeded event order, and the hit selection the tracker sees."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trackrt.data.features import FeatureConfig
+from trackrt.data.samples import (
+    CachedSamples,
+    Sample,
+    SampleConfig,
+    TrackerTargets,
+    build_cache,
+    sample_config,
+    tracker_targets,
+)
+
+
+def open_samples(
+    event_dir: str | Path,
+    cache_dir: str | Path,
+    selection: str,
+    features: FeatureConfig,
+    max_events: int | None = None,
+) -> CachedSamples:
+    """The samples of `event_dir` for `selection` and `features`, cached as `.npz` (built on first use).
+
+    Each event directory gets its own cache sub-directory, so equal event ids in two directories
+    (e.g. train and validation) never share a cached file.
+    """
+    config: SampleConfig = sample_config(selection, features)
+    source = Path(event_dir).resolve()
+    digest = hashlib.sha256(str(source).encode()).hexdigest()[:10]
+    samples = build_cache(source, Path(cache_dir) / f"{source.name}-{digest}", config)
+    if max_events is not None:
+        samples = CachedSamples(samples.directory, samples.key, samples.config, samples.events[:max_events])
+    return samples
+
+
+def epoch_order(num_events: int, seed: int, epoch: int) -> np.ndarray:
+    """The event order of one epoch: a permutation drawn from (seed, epoch) alone, so resuming repeats it."""
+    return np.random.default_rng([seed, epoch]).permutation(num_events)
+
+
+def event_at(events_seen: int, num_events: int, seed: int) -> tuple[int, int]:
+    """(epoch, sample index) of the event after `events_seen` events of training."""
+    epoch, position = divmod(events_seen, num_events)
+    return epoch, int(epoch_order(num_events, seed, epoch)[position])
+
+
+@torch.no_grad()
+def filter_probabilities(hit_filter: torch.nn.Module, sample: Sample, device: torch.device) -> np.ndarray:
+    """Hit-filter probabilities float64 [N] of a sample's (φ-sorted) hits."""
+    if sample.num_hits == 0:
+        return np.zeros(0)
+    features = torch.from_numpy(np.ascontiguousarray(sample.features))[None].to(device)
+    logits = hit_filter(features)[0].float().cpu().numpy()
+    return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+
+
+@dataclass
+class HitSelection:
+    """Which hits the tracker gets: the ideal truth filter (`hit_filter` None) or a learned one.
+
+    Tracker targets are computed once per event and kept in memory (the filter is frozen).
+    """
+
+    hit_filter: torch.nn.Module | None = None
+    threshold: float = 0.5
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    _cache: dict[int, TrackerTargets] = field(default_factory=dict, repr=False)
+
+    def kept(self, sample: Sample) -> np.ndarray | None:
+        """Bool [N] of kept hits, or None for the truth filter."""
+        if self.hit_filter is None:
+            return None
+        return filter_probabilities(self.hit_filter, sample, self.device) >= self.threshold
+
+    def targets(self, sample: Sample) -> TrackerTargets:
+        """Tracker targets of `sample` on the selected hits (cached by event id)."""
+        if sample.event_id not in self._cache:
+            self._cache[sample.event_id] = tracker_targets(sample, self.kept(sample))
+        return self._cache[sample.event_id]

@@ -1,0 +1,318 @@
+"""Evaluation with the PyTorch models: hit filter (optional) + tracker per event, tracks, DESIGN §7 metrics.
+
+Two efficiencies are reported: `tracking_only` runs the tracker on the ideal (truth) hit filter's
+hits; `filter_and_tracking` runs it on the learned filter's hits, so filter losses count against it.
+Both are counted on truth before any filter (all pixel hits of the event).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from trackrt.data.samples import Sample, SampleConfig, make_sample, sample_config
+from trackrt.data.trackml import PIXEL_VOLUMES, iter_events
+from trackrt.data.tracks import assign_hits, select_seeds
+from trackrt.metrics.plots import plot_metrics
+from trackrt.metrics.report import metrics_report
+from trackrt.metrics.tracking import TrackingMetrics, evaluate_tracks
+from trackrt.model.config import TrackerConfig
+from trackrt.train.checkpoint import load_checkpoint
+from trackrt.train.dataset import HitSelection, filter_probabilities
+from trackrt.train.device import resolve_device
+from trackrt.train.records import json_safe
+
+MODES = ("tracking_only", "filter_and_tracking")
+
+
+@dataclass
+class FilterCounts:
+    """Hit-filter bookkeeping summed over events: efficiency and purity on target-particle hits."""
+
+    hits: int = 0
+    kept_hits: int = 0
+    target_hits: int = 0
+    kept_target_hits: int = 0
+
+    def add(self, on_target: np.ndarray, kept: np.ndarray) -> None:
+        self.hits += len(kept)
+        self.kept_hits += int(kept.sum())
+        self.target_hits += int(on_target.sum())
+        self.kept_target_hits += int((kept & on_target).sum())
+
+    @property
+    def efficiency(self) -> float:
+        return self.kept_target_hits / self.target_hits if self.target_hits else math.nan
+
+    @property
+    def purity(self) -> float:
+        return self.kept_target_hits / self.kept_hits if self.kept_hits else math.nan
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "efficiency": self.efficiency,
+            "purity": self.purity,
+            "hits": self.hits,
+            "kept_hits": self.kept_hits,
+            "target_hits": self.target_hits,
+            "kept_target_hits": self.kept_target_hits,
+        }
+
+
+@torch.no_grad()
+def predict_tracks(
+    tracker: torch.nn.Module, config: TrackerConfig, features: np.ndarray, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the tracker on φ-sorted hits [M, F]: (track_of_hit int64 [M], −1 for none; track_scores [T]).
+
+    Queries are the seeds ≥ `seed_threshold` capped at `max_queries` (`fq-ma`: its learned queries);
+    hits go to tracks by `assign_hits` with the config's thresholds, exactly as in the runtime.
+    """
+    num_hits = len(features)
+    no_tracks = np.full(num_hits, -1, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    if num_hits == 0:
+        return no_tracks
+    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))[None].to(device)
+    hit_embeddings, seed_logits = tracker.encode(x)
+    query_indices = None
+    if config.dynamic_queries:
+        seeds = select_seeds(seed_logits[0].float().cpu().numpy(), config.seed_threshold, config.max_queries)
+        if len(seeds) == 0:
+            return no_tracks
+        query_indices = torch.from_numpy(seeds)[None].to(device)
+    final = tracker.decode(hit_embeddings, query_indices)[-1]
+    return assign_hits(
+        final["track_logits"][0].float().cpu().numpy(),
+        final["assignment_logits"][0].float().cpu().numpy(),
+        config.track_threshold,
+        config.hit_threshold,
+        config.min_hits,
+    )
+
+
+def event_metrics(
+    sample: Sample,
+    hit_index: np.ndarray,
+    track_of_hit: np.ndarray,
+    track_scores: np.ndarray,
+    selection: SampleConfig,
+) -> TrackingMetrics:
+    """DESIGN §7 metrics of one event's tracks (on the kept hits `hit_index`) against all its truth.
+
+    A sample holds pixel hits only, so all its hits are declared pixel hits to `evaluate_tracks`
+    (the selection is then reported as pixel-only, as it is).
+    """
+    assigned = track_of_hit >= 0
+    tracks = pd.DataFrame(
+        {"hit_id": sample.hit_id[hit_index][assigned], "track_id": track_of_hit[assigned].astype(np.int64)}
+    )
+    scores = pd.DataFrame({"track_id": np.arange(len(track_scores), dtype=np.int64), "score": track_scores})
+    return evaluate_tracks(
+        tracks,
+        sample.truth_frame(),
+        sample.particles,
+        pt_min=selection.pt_min,
+        eta_max=selection.eta_max,
+        min_hits=selection.min_hits,
+        track_scores=scores,
+        hits=pd.DataFrame({"hit_id": sample.hit_id, "volume_id": PIXEL_VOLUMES[1]}),
+    )
+
+
+def pool_metrics(per_event: Sequence[TrackingMetrics], event_ids: Sequence[int]) -> TrackingMetrics:
+    """Metrics of several events: counts summed, tables stacked (with `event_id`), TrackML score averaged."""
+    if not per_event:
+        raise ValueError("pool_metrics: no events to pool")
+    counts: dict[str, int] = {}
+    for metrics in per_event:
+        for name, value in metrics.counts.items():
+            counts[name] = counts.get(name, 0) + value
+
+    def ratio(numerator: str, denominator: str) -> float:
+        return counts[numerator] / counts[denominator] if counts[denominator] else math.nan
+
+    scores = [m.trackml_score for m in per_event if m.trackml_score is not None]
+    return TrackingMetrics(
+        selection=per_event[0].selection,
+        efficiency=ratio("matched_particles_dm", "target_particles"),
+        efficiency_perfect=ratio("matched_particles_perfect", "target_particles"),
+        efficiency_lhc=ratio("matched_particles_lhc", "target_particles"),
+        fake_rate=ratio("fake_tracks", "fake_considered_tracks"),
+        duplicate_rate=ratio("duplicate_tracks_dm", "matched_tracks_dm"),
+        duplicate_rate_lhc=ratio("duplicate_tracks_lhc", "matched_tracks_lhc"),
+        trackml_score=float(np.mean(scores)) if scores else None,
+        counts=counts,
+        track_table=pd.concat(
+            [m.track_table.assign(event_id=e) for m, e in zip(per_event, event_ids, strict=True)],
+            ignore_index=True,
+        ),
+        particle_table=pd.concat(
+            [m.particle_table.assign(event_id=e) for m, e in zip(per_event, event_ids, strict=True)],
+            ignore_index=True,
+        ),
+    )
+
+
+@dataclass
+class Evaluation:
+    """Pooled tracking metrics per mode, hit-filter counts (with a filter) and the events evaluated."""
+
+    tracking: dict[str, TrackingMetrics]
+    filter_counts: FilterCounts | None
+    filter_threshold: float | None
+    event_ids: list[int] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """Overall numbers only (for training logs)."""
+        out: dict[str, Any] = {"events": len(self.event_ids)}
+        for mode, metrics in self.tracking.items():
+            out[mode] = metrics.summary()
+        if self.filter_counts is not None:
+            out["hit_filter"] = {"threshold": self.filter_threshold, **self.filter_counts.summary()}
+        return out
+
+
+def evaluate_samples(
+    samples: Iterable[Sample],
+    tracker: torch.nn.Module,
+    tracker_config: TrackerConfig,
+    selection: SampleConfig,
+    device: torch.device,
+    hit_filter: torch.nn.Module | None = None,
+    filter_threshold: float | None = None,
+    progress: bool = False,
+) -> Evaluation:
+    """Run the tracker on each sample with the truth filter and, given `hit_filter`, with the learned one."""
+    selections = {"tracking_only": HitSelection()}
+    counts = None
+    if hit_filter is not None:
+        if filter_threshold is None:
+            raise ValueError("filter_threshold: required with a hit filter")
+        selections["filter_and_tracking"] = HitSelection(hit_filter, filter_threshold, device)
+        counts = FilterCounts()
+    per_mode: dict[str, list[TrackingMetrics]] = {mode: [] for mode in selections}
+    event_ids = []
+    was_training = tracker.training
+    tracker.eval()
+    for sample in tqdm(samples, desc="evaluate", unit="event", disable=not progress):
+        event_ids.append(sample.event_id)
+        for mode, hit_selection in selections.items():
+            targets = hit_selection.targets(sample)
+            if counts is not None and mode == "filter_and_tracking":
+                kept = np.zeros(sample.num_hits, dtype=bool)
+                kept[targets.hit_index] = True
+                counts.add(sample.hit_on_target, kept)
+            track_of_hit, scores = predict_tracks(tracker, tracker_config, targets.features, device)
+            per_mode[mode].append(event_metrics(sample, targets.hit_index, track_of_hit, scores, selection))
+    tracker.train(was_training)
+    if not event_ids:
+        raise ValueError("evaluate_samples: no events to evaluate")
+    tracking = {mode: pool_metrics(metrics, event_ids) for mode, metrics in per_mode.items()}
+    return Evaluation(tracking, counts, filter_threshold, event_ids)
+
+
+def filter_threshold_for_efficiency(
+    hit_filter: torch.nn.Module, samples: Iterable[Sample], target_efficiency: float, device: torch.device
+) -> float:
+    """The highest threshold that keeps ≥ `target_efficiency` of the target-particle hits of `samples`."""
+    was_training = hit_filter.training
+    hit_filter.eval()
+    on_target = [filter_probabilities(hit_filter, s, device)[s.hit_on_target] for s in samples]
+    hit_filter.train(was_training)
+    probabilities = np.sort(np.concatenate(on_target) if on_target else np.zeros(0))[::-1]
+    if len(probabilities) == 0:
+        return 0.5
+    needed = max(math.ceil(target_efficiency * len(probabilities) - 1e-9), 1)
+    return float(probabilities[needed - 1])
+
+
+def filter_counts(
+    hit_filter: torch.nn.Module, samples: Iterable[Sample], threshold: float, device: torch.device
+) -> FilterCounts:
+    """Hit-filter efficiency and purity over `samples` at `threshold`."""
+    counts = FilterCounts()
+    was_training = hit_filter.training
+    hit_filter.eval()
+    for sample in samples:
+        counts.add(sample.hit_on_target, filter_probabilities(hit_filter, sample, device) >= threshold)
+    hit_filter.train(was_training)
+    return counts
+
+
+def write_evaluation(evaluation: Evaluation, out_dir: str | Path, info: dict[str, Any] | None = None) -> Path:
+    """Write `metrics.json` (overall + binned per mode, hit filter) and per-mode PNGs; return its path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "events": len(evaluation.event_ids),
+        "event_ids": evaluation.event_ids,
+        **(info or {}),
+    }
+    if evaluation.filter_counts is not None:
+        report["hit_filter"] = {
+            "threshold": evaluation.filter_threshold,
+            **evaluation.filter_counts.summary(),
+        }
+    for mode, metrics in evaluation.tracking.items():
+        report[mode] = metrics_report(metrics)
+        plots = plot_metrics(metrics, out_dir / mode, label=mode.replace("_", " "))
+        report[mode]["plots"] = [str(p.relative_to(out_dir)) for p in plots]
+    path = out_dir / "metrics.json"
+    path.write_text(json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n")
+    return path
+
+
+def evaluate_directory(
+    tracker_checkpoint: str | Path,
+    events_dir: str | Path,
+    filter_checkpoint: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    selection: str | None = None,
+    max_events: int | None = None,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+) -> Path:
+    """Evaluate a tracker checkpoint (and optionally a hit filter) on a directory of TrackML events.
+
+    `selection` defaults to the one recorded at training (else `Pix1.0`). Writes `metrics.json` and
+    plots to `out_dir` (default `<tracker_checkpoint>/evaluation`); returns the JSON path.
+    """
+    device = resolve_device(device)
+    tracker, tracker_info = load_checkpoint(tracker_checkpoint, device)
+    if tracker_info.kind != "tracker":
+        raise ValueError(f"{tracker_checkpoint}: a {tracker_info.kind} checkpoint, not a tracker")
+    selection = selection or tracker_info.metadata.get("selection", "Pix1.0")
+    sample_cfg = sample_config(selection, tracker_info.features)
+    hit_filter, threshold = None, None
+    if filter_checkpoint is not None:
+        hit_filter, filter_info = load_checkpoint(filter_checkpoint, device)
+        if filter_info.kind != "hit_filter":
+            raise ValueError(f"{filter_checkpoint}: a {filter_info.kind} checkpoint, not a hit filter")
+        if filter_info.features != tracker_info.features:
+            raise ValueError(
+                f"{filter_checkpoint}: the hit filter's feature config differs from the tracker's"
+            )
+        threshold = filter_info.model.hit_threshold
+    events = iter_events(events_dir, parts=("hits", "particles", "truth"), pixel_only=True)
+    samples = (make_sample(event, sample_cfg) for event in itertools.islice(events, max_events))
+    evaluation = evaluate_samples(
+        samples, tracker, tracker_info.model, sample_cfg, device, hit_filter, threshold, progress
+    )
+    info = {
+        "tracker_checkpoint": str(tracker_checkpoint),
+        "filter_checkpoint": str(filter_checkpoint) if filter_checkpoint is not None else None,
+        "selection": selection,
+        "variant": tracker_info.model.variant,
+        "thresholds": tracker_info.thresholds,
+    }
+    return write_evaluation(evaluation, out_dir or Path(tracker_checkpoint) / "evaluation", info)

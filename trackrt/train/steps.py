@@ -1,0 +1,77 @@
+"""One training step's forward pass and loss for each model kind (one event, batch 1)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from trackrt.data.samples import Sample, TrackerTargets
+from trackrt.model.config import TrackerConfig
+from trackrt.train.config import TrackerStageConfig
+from trackrt.train.losses import hit_filter_loss, tracker_loss
+from trackrt.train.queries import training_query_indices
+
+StepResult = tuple[torch.Tensor, dict[str, float]]
+
+
+def hit_filter_step(model: torch.nn.Module, sample: Sample, device: torch.device) -> StepResult | None:
+    """BCE (positive weight 1/mean(target)) of the hit filter on all pixel hits; None for an empty event."""
+    if sample.num_hits == 0:
+        return None
+    features = torch.from_numpy(np.ascontiguousarray(sample.features))[None].to(device)
+    targets = torch.from_numpy(sample.hit_on_target).to(device)
+    logits = model(features)[0]
+    loss = hit_filter_loss(logits, targets)
+    with torch.no_grad():
+        predicted = logits.float() >= 0
+        true_positive = float((predicted & targets).sum())
+        efficiency = true_positive / max(float(targets.sum()), 1.0)
+        purity = true_positive / max(float(predicted.sum()), 1.0)
+    return loss, {"total": float(loss.detach()), "efficiency@0.5": efficiency, "purity@0.5": purity}
+
+
+def tracker_step(
+    model: torch.nn.Module,
+    config: TrackerConfig,
+    stage: TrackerStageConfig,
+    targets: TrackerTargets,
+    device: torch.device,
+) -> StepResult | None:
+    """Tracker loss on one event's selected hits (Hungarian matching per decoder layer + seed loss).
+
+    Dynamic-query variants take their queries from `training_query_indices`; `fq-ma` uses its learned
+    queries and gets no seed loss (the 2024 baseline has no seed head). None for an event with no hits.
+    """
+    num_hits = len(targets.hit_index)
+    if num_hits == 0:
+        return None
+    features = torch.from_numpy(np.ascontiguousarray(targets.features))[None].to(device)
+    target_masks = torch.from_numpy(targets.assignment_matrix()).to(device)
+    seed_targets = targets.seed_target
+    hit_embeddings, seed_logits = model.encode(features)
+    query_indices = None
+    if config.dynamic_queries:
+        threshold = stage.queries.seed_threshold
+        max_queries = stage.queries.max_queries
+        chosen = training_query_indices(
+            seed_logits[0].detach().float().cpu().numpy(),
+            seed_targets,
+            config.seed_threshold if threshold is None else threshold,
+            config.max_queries if max_queries is None else max_queries,
+            stage.queries.include_true_seeds,
+        )
+        query_indices = torch.from_numpy(chosen)[None].to(device)
+    layers = model.decode(hit_embeddings, query_indices)
+    outputs = {
+        "seed_logits": seed_logits[0],
+        "layers": [{name: value[0] for name, value in layer.items()} for layer in layers],
+    }
+    weights = stage.loss
+    if not config.dynamic_queries and weights.seed_weight:
+        weights = dataclasses.replace(weights, seed_weight=0.0)
+    loss, log = tracker_loss(outputs, target_masks, torch.from_numpy(seed_targets).to(device), weights)
+    log["queries"] = float(layers[-1]["track_logits"].shape[-1])
+    log["targets"] = float(len(targets.particle_id))
+    return loss, log
