@@ -56,3 +56,12 @@ def test_cli_sim_report_exit_code(tiny_dir, trackml_dir, tmp_path):
     )
     assert result.exit_code == 1
     assert "double_hit_fraction" in result.output and "FAIL" in result.output
+
+
+@pytest.mark.slow
+def test_two_pileup_200_events_meet_all_targets(tmp_path, trackml_dir):
+    simulate_events(
+        SimulationConfig(pileup=200.0, detector=str(trackml_dir)), tmp_path, 2, seed=7, progress=False
+    )
+    table = realism_table(collect_statistics(tmp_path), [])
+    assert (table.loc[table["pass"] != "", "pass"] == "PASS").all(), table.to_string()

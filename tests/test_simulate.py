@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -13,7 +14,12 @@ from trackrt.data.cli import simulate as simulate_command
 from trackrt.data.geometry import load_detector
 from trackrt.data.sim_field import make_field
 from trackrt.data.sim_helix import C_GEV_PER_T_MM
-from trackrt.data.sim_particles import PILEUP_PT_QUANTILES, sample_pileup_pt
+from trackrt.data.sim_particles import (
+    ALL_PARTICLE_PT_QUANTILES,
+    NO_PIXEL_HIT_FRACTION,
+    ParticleSpec,
+    generate_particles,
+)
 from trackrt.data.sim_transport import MaterialSpec, PixelTransport
 from trackrt.data.simulate import EventSimulator, SimulationConfig, config_from_dict, simulate_events
 from trackrt.data.trackml import decode_particle_id, read_event
@@ -93,7 +99,9 @@ def test_particle_ids_nhits_and_weights(small_event):
     particles, truth = small_event.particles, small_event.truth
     fields = decode_particle_id(particles["particle_id"])
     assert (fields["vertex"] >= 1).all() and (fields["primary"] >= 1).all()
-    assert (fields[["generation", "secondary", "process"]] == 0).all().all()
+    primary = fields["generation"] == 0
+    assert (fields.loc[primary, ["secondary", "process"]] == 0).all().all()
+    assert (fields.loc[~primary, "secondary"] >= 1).all() and fields["generation"].isin([0, 1]).all()
     assert particles["particle_id"].is_unique
     counts = truth.loc[truth["particle_id"] != 0, "particle_id"].value_counts()
     assert (particles.set_index("particle_id")["nhits"].reindex(counts.index) == counts).all()
@@ -163,11 +171,26 @@ def test_written_event_reads_back(tmp_path, trackml_dir):
     assert vertices.nunique() < 20
 
 
-def test_pileup_pt_spectrum_matches_measured_quantiles(rng):
-    pt = sample_pileup_pt(rng, 400_000)
-    for quantile, value in PILEUP_PT_QUANTILES[1:]:
-        assert np.quantile(pt, quantile) == pytest.approx(value, rel=0.02)
+def test_particle_table_matches_measured_pt_quantiles(rng):
+    tables = [generate_particles(rng, ParticleSpec(pileup=200.0, hard_scatter=False)) for _ in range(20)]
+    particles = pd.concat(tables)
+    pt = np.hypot(particles["px"], particles["py"]).to_numpy()
+    for quantile, value in ALL_PARTICLE_PT_QUANTILES[1:]:
+        assert np.quantile(pt, quantile) == pytest.approx(value, rel=0.03)
     assert (pt >= 1.0).mean() == pytest.approx(0.111, abs=0.003)
+    assert (~particles["transport"]).mean() == pytest.approx(NO_PIXEL_HIT_FRACTION, abs=0.005)
+    transported_pt = pt[particles["transport"].to_numpy()]
+    assert (transported_pt >= 1.0).mean() > 0.14
+
+
+def test_untransported_particles_have_no_hits(small_event):
+    particles = small_event.particles
+    fields = decode_particle_id(particles["particle_id"])
+    outer = fields["generation"] == 1
+    assert outer.any()
+    assert (particles.loc[outer.to_numpy(), "nhits"] == 0).all()
+    radius = np.hypot(particles["vx"], particles["vy"])[outer.to_numpy()]
+    assert (radius >= 199.9).all()
 
 
 def test_solenoid_field_profile():

@@ -22,7 +22,7 @@ from trackrt.configuration import from_dict
 from trackrt.data.geometry import DetectorGeometry, load_detector
 from trackrt.data.sim_digitise import DigitisationSpec, digitise
 from trackrt.data.sim_field import FieldKind, make_field
-from trackrt.data.sim_particles import ParticleSpec, generate_particles
+from trackrt.data.sim_particles import NO_PIXEL_HIT_FRACTION, ParticleSpec, generate_particles
 from trackrt.data.sim_transport import MaterialSpec, PixelTransport
 from trackrt.data.trackml import PIXEL_VOLUMES, Event, trackml_weights, write_event
 
@@ -35,8 +35,9 @@ class SimulationConfig:
 
     pileup: float = 200.0
     hard_scatter: bool = True
-    charged_per_interaction: float = 39.0
-    multiplicity_shape: float = 2.5
+    charged_per_interaction: float = 39.0  # transported particles; untransported ones come on top
+    no_pixel_hit_fraction: float = NO_PIXEL_HIT_FRACTION
+    multiplicity_shape: float | None = None  # negative-binomial k per interaction; None: Poisson
     eta_max: float = 4.0
     field: FieldKind = "solenoid"
     bz_tesla: float = 2.0
@@ -58,6 +59,7 @@ class SimulationConfig:
             multiplicity_shape=self.multiplicity_shape,
             eta_max=self.eta_max,
             hard_scatter=self.hard_scatter,
+            no_pixel_hit_fraction=self.no_pixel_hit_fraction,
         )
 
     def material_spec(self) -> MaterialSpec:
@@ -110,21 +112,22 @@ class EventSimulator:
         """One event with hits, particles (with nhits) and truth (with TrackML weights)."""
         rng = event_rng(seed, event_id)
         particles = generate_particles(rng, self.config.particle_spec())
+        moving = particles[particles["transport"]]
         crossings = self.transport.run(
             rng,
-            particles[["vx", "vy", "vz"]].to_numpy(),
-            particles[["px", "py", "pz"]].to_numpy(),
-            particles["q"].to_numpy(),
-            particles["mass"].to_numpy(),
+            moving[["vx", "vy", "vz"]].to_numpy(),
+            moving[["px", "py", "pz"]].to_numpy(),
+            moving["q"].to_numpy(),
+            moving["mass"].to_numpy(),
         )
         table, cells = digitise(
             rng,
             self.geometry,
             crossings,
-            particles["particle_id"].to_numpy(),
+            moving["particle_id"].to_numpy(),
             self.config.digitisation_spec(),
         )
-        particles = particles.drop(columns="mass")
+        particles = particles.drop(columns=["mass", "transport"])
         counts = table.loc[table["particle_id"] != 0, "particle_id"].value_counts()
         particles["nhits"] = particles["particle_id"].map(counts).fillna(0).astype(np.int32)
         hits = table[["hit_id", "x", "y", "z", "volume_id", "layer_id", "module_id"]]
