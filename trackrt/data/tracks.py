@@ -55,7 +55,7 @@ def assign_hits(
     with track ids 0..T-1 numbered in query order.
     """
     track_logits = np.asarray(track_logits, dtype=np.float64)
-    assignment_logits = np.asarray(assignment_logits, dtype=np.float64)
+    assignment_logits = np.asarray(assignment_logits, dtype=np.float32)
     if track_logits.ndim != 1:
         raise ValueError(f"track_logits: expected shape [Q], got {track_logits.shape}")
     if assignment_logits.ndim != 2 or assignment_logits.shape[0] != track_logits.shape[0]:
@@ -72,17 +72,28 @@ def assign_hits(
     num_queries, num_hits = assignment_logits.shape
     track_of_hit = np.full(num_hits, -1, dtype=np.int64)
     track_prob = sigmoid(track_logits)
-    valid = track_prob >= track_threshold
-    if not valid.any() or num_hits == 0:
+    valid = np.flatnonzero(track_prob >= track_threshold)
+    if len(valid) == 0 or num_hits == 0:
         return track_of_hit, np.zeros(0, dtype=np.float32)
 
-    hit_prob = np.where(valid[:, None], sigmoid(assignment_logits), -1.0)
-    best_query = np.argmax(hit_prob, axis=0)
-    best_prob = hit_prob[best_query, np.arange(num_hits)]
-    assigned = best_prob >= hit_threshold
+    # The sigmoid is monotonic: compare logits with logit(threshold) instead of squashing [Q, N].
+    valid_logits = assignment_logits[valid]
+    best_row = np.argmax(valid_logits, axis=0)
+    best_query = valid[best_row]
+    best_logit = valid_logits[best_row, np.arange(num_hits)]
+    assigned = best_logit >= _logit(hit_threshold)
     counts = np.bincount(best_query[assigned], minlength=num_queries)
-    kept_queries = np.flatnonzero(valid & (counts >= max(min_hits, 1)))
+    kept_queries = np.flatnonzero(counts >= max(min_hits, 1))
     new_id = np.full(num_queries, -1, dtype=np.int64)
     new_id[kept_queries] = np.arange(len(kept_queries))
     track_of_hit[assigned] = new_id[best_query[assigned]]
     return track_of_hit, track_prob[kept_queries].astype(np.float32)
+
+
+def _logit(probability: float) -> float:
+    """Inverse sigmoid, with ±inf at 0 and 1."""
+    if probability <= 0.0:
+        return -np.inf
+    if probability >= 1.0:
+        return np.inf
+    return float(np.log(probability) - np.log1p(-probability))
