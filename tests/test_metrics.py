@@ -15,6 +15,7 @@ import pytest
 from trackrt.metrics import (
     binned_metrics,
     binomial_interval,
+    combine_metrics,
     evaluate_tracks,
     plot_metrics,
     score_event,
@@ -102,6 +103,21 @@ def test_efficiencies(evaluated) -> None:
     assert evaluated.efficiency_lhc == pytest.approx(5 / 11)
     matched = evaluated.particle_table.set_index("particle_id")["matched_dm"]
     assert sorted(matched[matched].index) == [1, 3, 6, 8, 9, 12]  # 9 matches but is no target
+
+
+def test_combine_metrics_sums_counts_and_recomputes_rates(evaluated) -> None:
+    truth, particles, hit_ids = hand_event()
+    perfect = pd.DataFrame(
+        [(h, pid) for pid, hits in hit_ids.items() if pid for h in hits], columns=["hit_id", "track_id"]
+    )
+    second = evaluate_tracks(perfect, truth, particles, pt_min=1.0)
+    combined = combine_metrics([evaluated, second])
+    assert combined.counts["target_particles"] == 22
+    assert combined.efficiency == pytest.approx((5 + 11) / 22)
+    assert combined.fake_rate == pytest.approx(5 / (10 + second.counts["fake_considered_tracks"]))
+    assert combined.trackml_score == pytest.approx((evaluated.trackml_score + second.trackml_score) / 2)
+    assert len(combined.track_table) == len(evaluated.track_table) + len(second.track_table)
+    assert combine_metrics([]) is None
 
 
 def test_fake_rate_leaves_out_non_target_tracks(evaluated) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from trackrt.metrics.binning import binned_metrics, binomial_interval
 from trackrt.metrics.report import metrics_report, write_metrics_json
-from trackrt.metrics.tracking import Selection, TrackingMetrics, evaluate_tracks
+from trackrt.metrics.tracking import Selection, TrackingMetrics, combine_metrics, evaluate_tracks
 from trackrt.metrics.trackml_score import score_event
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "TrackingMetrics",
     "binned_metrics",
     "binomial_interval",
+    "combine_metrics",
     "evaluate_tracks",
     "metrics_report",
     "plot_metrics",

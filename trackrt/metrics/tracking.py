@@ -16,6 +16,8 @@ Conventions beyond §7, stated once here:
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -257,3 +259,34 @@ def _valid_track_score(truth: pd.DataFrame, track_table: pd.DataFrame, tracks: p
     valid_ids = track_table.loc[track_table["valid"], "track_id"]
     submission = tracks.loc[tracks["track_id"].isin(valid_ids), ["hit_id", "track_id"]]
     return score_event(truth, submission)
+
+
+def combine_metrics(per_event: Sequence[TrackingMetrics]) -> TrackingMetrics | None:
+    """One `TrackingMetrics` for several events: counts summed, rates recomputed, tables stacked.
+
+    The TrackML score is the mean of the per-event scores (the challenge's convention).
+    """
+    if not per_event:
+        return None
+    counts: dict[str, int] = {}
+    for metrics in per_event:
+        for key, value in metrics.counts.items():
+            counts[key] = counts.get(key, 0) + int(value)
+
+    def ratio(numerator: str, denominator: str) -> float:
+        return counts[numerator] / counts[denominator] if counts[denominator] else math.nan
+
+    scores = [m.trackml_score for m in per_event if m.trackml_score is not None]
+    return dataclasses.replace(
+        per_event[0],
+        efficiency=ratio("matched_particles_dm", "target_particles"),
+        efficiency_perfect=ratio("matched_particles_perfect", "target_particles"),
+        efficiency_lhc=ratio("matched_particles_lhc", "target_particles"),
+        fake_rate=ratio("fake_tracks", "fake_considered_tracks"),
+        duplicate_rate=ratio("duplicate_tracks_dm", "matched_tracks_dm"),
+        duplicate_rate_lhc=ratio("duplicate_tracks_lhc", "matched_tracks_lhc"),
+        trackml_score=float(np.mean(scores)) if scores else None,
+        counts=counts,
+        track_table=pd.concat([m.track_table for m in per_event], ignore_index=True),
+        particle_table=pd.concat([m.particle_table for m in per_event], ignore_index=True),
+    )

@@ -8,12 +8,11 @@ calling thread in event order.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +22,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from trackrt.data.trackml import TrackMLFormatError, list_event_prefixes, read_event
+from trackrt.metrics import combine_metrics
 from trackrt.runtime.chain import TIMING_STAGES, ReconstructionResult, ordered_map
 from trackrt.runtime.checks import CheckConfig, EventError
 from trackrt.runtime.helix_fit import DEFAULT_FIELD_T
@@ -185,37 +185,6 @@ class OutputWriter:
     def close(self) -> None:
         self._timings.close()
         self._errors.close()
-
-
-def combine_metrics(per_event: Sequence[Any]) -> Any:
-    """One `TrackingMetrics` for several events: counts summed, rates recomputed, tables stacked.
-
-    The TrackML score is the mean of the per-event scores (the challenge's convention).
-    """
-    if not per_event:
-        return None
-    counts: dict[str, int] = {}
-    for metrics in per_event:
-        for key, value in metrics.counts.items():
-            counts[key] = counts.get(key, 0) + int(value)
-
-    def ratio(numerator: str, denominator: str) -> float:
-        return counts[numerator] / counts[denominator] if counts[denominator] else math.nan
-
-    scores = [m.trackml_score for m in per_event if m.trackml_score is not None]
-    return dataclasses.replace(
-        per_event[0],
-        efficiency=ratio("matched_particles_dm", "target_particles"),
-        efficiency_perfect=ratio("matched_particles_perfect", "target_particles"),
-        efficiency_lhc=ratio("matched_particles_lhc", "target_particles"),
-        fake_rate=ratio("fake_tracks", "fake_considered_tracks"),
-        duplicate_rate=ratio("duplicate_tracks_dm", "matched_tracks_dm"),
-        duplicate_rate_lhc=ratio("duplicate_tracks_lhc", "matched_tracks_lhc"),
-        trackml_score=float(np.mean(scores)) if scores else None,
-        counts=counts,
-        track_table=pd.concat([m.track_table for m in per_event], ignore_index=True),
-        particle_table=pd.concat([m.particle_table for m in per_event], ignore_index=True),
-    )
 
 
 def _mean_timings(records: list[dict[str, float]]) -> dict[str, float]:
