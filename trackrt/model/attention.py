@@ -259,7 +259,7 @@ def _dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centers: torch.Ten
 def _compiled_flex_attention() -> Callable[..., torch.Tensor]:
     from torch.nn.attention.flex_attention import flex_attention
 
-    return torch.compile(flex_attention, dynamic=False)
+    return torch.compile(flex_attention)  # shapes change per event: automatic dynamic shapes after one
 
 
 def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centers: torch.Tensor, window: int,
@@ -280,7 +280,7 @@ def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centers: torch.Tens
             distance = torch.minimum(distance, length - distance)
         return (distance <= half) & (kj < length)
 
-    block_mask = create_block_mask(mask_mod, b, None, nq, n, device=q.device)
+    block_mask = create_block_mask(mask_mod, b, None, nq, n, device=q.device, _compile=q.is_cuda)
     attend = _compiled_flex_attention() if q.is_cuda else flex_attention
     return attend(q, k, v, block_mask=block_mask, scale=scale)
 
@@ -312,7 +312,7 @@ def triton_available() -> bool:
 
 
 def _auto_backend(q: torch.Tensor, num_keys: int, sliding: bool) -> str:
-    if q.is_cuda and triton_available():
+    if q.is_cuda and q.dtype in (torch.float32, torch.float16, torch.bfloat16) and triton_available():
         return "triton"
     return "blocked" if sliding or 2 * q.shape[2] >= num_keys else "gathered"
 
