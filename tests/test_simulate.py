@@ -14,11 +14,11 @@ from trackrt.data.cli import simulate as simulate_command
 from trackrt.data.geometry import load_detector
 from trackrt.data.sim_field import make_field
 from trackrt.data.sim_helix import C_GEV_PER_T_MM
-from trackrt.data.sim_particles import (
+from trackrt.data.sim_particles import ParticleSpec, generate_particles
+from trackrt.data.sim_spectra import (
     ALL_PARTICLE_PT_QUANTILES,
     NO_PIXEL_HIT_FRACTION,
-    ParticleSpec,
-    generate_particles,
+    PIXEL_SECONDARY_FRACTION,
 )
 from trackrt.data.sim_transport import MaterialSpec, PixelTransport
 from trackrt.data.simulate import EventSimulator, SimulationConfig, config_from_dict, simulate_events
@@ -179,18 +179,25 @@ def test_particle_table_matches_measured_pt_quantiles(rng):
         assert np.quantile(pt, quantile) == pytest.approx(value, rel=0.03)
     assert (pt >= 1.0).mean() == pytest.approx(0.111, abs=0.003)
     assert (~particles["transport"]).mean() == pytest.approx(NO_PIXEL_HIT_FRACTION, abs=0.005)
-    transported_pt = pt[particles["transport"].to_numpy()]
-    assert (transported_pt >= 1.0).mean() > 0.14
+    generation = decode_particle_id(particles["particle_id"])["generation"].to_numpy()
+    assert (generation == 1).mean() == pytest.approx(
+        NO_PIXEL_HIT_FRACTION + PIXEL_SECONDARY_FRACTION, abs=0.005
+    )
+    primary_pt = pt[generation == 0]
+    assert (primary_pt >= 1.0).mean() > 0.14
 
 
-def test_untransported_particles_have_no_hits(small_event):
+def test_secondaries_start_away_from_the_beam(small_event):
     particles = small_event.particles
-    fields = decode_particle_id(particles["particle_id"])
-    outer = fields["generation"] == 1
-    assert outer.any()
-    assert (particles.loc[outer.to_numpy(), "nhits"] == 0).all()
-    radius = np.hypot(particles["vx"], particles["vy"])[outer.to_numpy()]
-    assert (radius >= 199.9).all()
+    secondary = decode_particle_id(particles["particle_id"])["generation"].to_numpy() == 1
+    radius = np.hypot(particles["vx"], particles["vy"]).to_numpy()
+    outer = secondary & (radius >= 199.9)
+    inner = secondary & (radius < 199.9)
+    assert outer.any() and inner.any()
+    assert (particles.loc[outer, "nhits"] == 0).all()
+    assert (radius[inner] > 2.0).all() and (particles.loc[inner, "nhits"] > 0).any()
+    primary_hits = particles.loc[~secondary & (particles["nhits"] > 0).to_numpy(), "nhits"].mean()
+    assert particles.loc[inner & (particles["nhits"] > 0).to_numpy(), "nhits"].mean() < primary_hits
 
 
 def test_solenoid_field_profile():

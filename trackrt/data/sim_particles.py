@@ -1,11 +1,10 @@
-"""Particles of a pile-up event: vertices, multiplicities, species, pT/η spectra, TrackML ids.
+"""Particles of a pile-up event: vertices, multiplicities, species, kinematics, TrackML particle ids.
 
-Real TrackML particle tables hold two populations: particles that reach the pixel layers, and soft
-particles without pixel hits (24 % of the real sample event's particles, mostly produced outside the
-pixel volume). The simulator transports the first kind and adds the second, untransported, so the
-whole table follows the pT quantiles measured on real TrackML particles (DESIGN §3). The transported
-spectrum is that measured all-particle spectrum with the no-pixel-hit spectrum taken out:
-F_pix = (F_all − f·F_none) / (1 − f), log-linear between knots, power-law tail above the last one.
+Primaries come from Poisson pile-up interactions (plus an optional tt̄-like hard scatter at vertex 1);
+secondaries with and without pixel hits are added in the measured proportions (see `sim_spectra`).
+Secondaries are generation-1 descendants of random primaries: those with pixel hits start at a
+measured production radius on the line from their parent's vertex along their own direction; those
+without pixel hits start in the strip region (200–1000 mm) and are not transported.
 """
 
 from __future__ import annotations
@@ -16,67 +15,50 @@ import numpy as np
 import pandas as pd
 
 from trackrt.data.particle_ids import encode_particle_id
-
-# (cumulative fraction, pT in GeV): measured TrackML quantiles plus the measured shares >= 0.6 and >= 1 GeV.
-ALL_PARTICLE_PT_QUANTILES: tuple[tuple[float, float], ...] = (
-    (0.0, 0.100),
-    (0.10, 0.145),
-    (0.25, 0.216),
-    (0.50, 0.360),
-    (0.737, 0.600),
-    (0.75, 0.624),
-    (0.889, 1.000),
-    (0.90, 1.070),
-    (0.99, 2.730),
+from trackrt.data.sim_spectra import (
+    MAX_PT_GEV,
+    NO_PIXEL_HIT_ETA_SHAPE,
+    NO_PIXEL_HIT_FRACTION,
+    NO_PIXEL_HIT_PT_QUANTILES,
+    PIXEL_SECONDARY_ETA_SHAPE,
+    PIXEL_SECONDARY_FRACTION,
+    PIXEL_SECONDARY_PT_QUANTILES,
+    PIXEL_SECONDARY_RADIUS_QUANTILES,
+    PRIMARY_ETA_SHAPE,
+    primary_pt_quantiles,
+    sample_eta,
+    sample_knots,
 )
-# Power-law exponent of the survival function above the last knot: S(pT) ∝ pT^-alpha.
-PT_TAIL_ALPHA = np.log(10.0) / np.log(2.73 / 1.07)
-MAX_PT_GEV = 500.0
 
-# Measured on the real sample event (event000000001, 548 particles): 130 have no pixel hit; their pT
-# quantiles and |η| histogram (bins of one unit up to 4), and the |η| histogram of the other 418.
-NO_PIXEL_HIT_FRACTION = 130 / 548
-NO_PIXEL_HIT_PT_QUANTILES: tuple[tuple[float, float], ...] = (
-    (0.0, 0.101),
-    (0.10, 0.112),
-    (0.25, 0.132),
-    (0.50, 0.179),
-    (0.75, 0.252),
-    (0.90, 0.352),
-    (0.977, 0.600),
-    (0.992, 1.000),
-    (1.0, 4.788),
-)
-NO_PIXEL_HIT_ETA_SHAPE: tuple[float, ...] = (78.0, 25.0, 9.0, 18.0)
-PIXEL_PARTICLE_ETA_SHAPE: tuple[float, ...] = (136.0, 107.0, 99.0, 76.0)
-# Where the untransported particles are produced: the strip-detector region beyond the pixels.
-OUTER_VERTEX_RADIUS_MM = (200.0, 1000.0)
-OUTER_VERTEX_HALF_Z_MM = 2000.0
-
-# (PDG code of the positive particle, mass in GeV, share): pions, kaons, protons, electrons, muons.
-SPECIES: tuple[tuple[int, float, float], ...] = (
+Species = tuple[tuple[int, float, float], ...]
+# (PDG code of the positive particle, mass in GeV, weight).
+PRIMARY_SPECIES: Species = (
     (211, 0.13957, 0.78),
     (321, 0.49368, 0.08),
     (2212, 0.93827, 0.11),
     (-11, 0.000511, 0.02),
     (-13, 0.10566, 0.01),
 )
+# Counts among the real sample event's secondaries with and without pixel hits.
+PIXEL_SECONDARY_SPECIES: Species = ((211, 0.13957, 42.0), (2212, 0.93827, 19.0))
+NO_PIXEL_HIT_SPECIES: Species = ((211, 0.13957, 87.0), (321, 0.49368, 2.0), (2212, 0.93827, 41.0))
+OUTER_VERTEX_RADIUS_MM = (200.0, 1000.0)
+OUTER_VERTEX_HALF_Z_MM = 2000.0
 
 
 @dataclass(frozen=True)
 class ParticleSpec:
-    """What to generate: pile-up and hard-scatter multiplicities, acceptance and beam-spot sizes."""
+    """What to generate: pile-up, multiplicities, populations, acceptance and beam-spot sizes."""
 
     pileup: float = 200.0
-    charged_per_interaction: float = 54.0
+    charged_per_interaction: float = 35.0  # primaries; secondaries come on top
     # Negative-binomial k of the per-interaction multiplicity; None is Poisson. Poisson keeps the
     # event-to-event spread of pixel hits near the measured 52.1k ± 3.6k (6.9 %; Poisson(μ) alone: 7.1 %).
     multiplicity_shape: float | None = None
     eta_max: float = 4.0
-    # Relative particle density in equal-width |η| bins over [0, eta_max].
-    eta_shape: tuple[float, ...] = PIXEL_PARTICLE_ETA_SHAPE
-    # Untransported particles without pixel hits, as a fraction of all particles (0 disables them).
-    no_pixel_hit_fraction: float = NO_PIXEL_HIT_FRACTION
+    eta_shape: tuple[float, ...] = PRIMARY_ETA_SHAPE  # relative density in equal |η| bins up to eta_max
+    pixel_secondary_fraction: float = PIXEL_SECONDARY_FRACTION  # of all particles
+    no_pixel_hit_fraction: float = NO_PIXEL_HIT_FRACTION  # of all particles
     hard_scatter: bool = True
     hard_scatter_particles: float = 40.0
     hard_scatter_pt_min: float = 0.5
@@ -86,57 +68,21 @@ class ParticleSpec:
     vertex_sigma_xy: float = 0.02
 
 
-def _cdf(knots: tuple[tuple[float, float], ...], pt: np.ndarray) -> np.ndarray:
-    knots_q, knots_pt = (np.asarray(k) for k in zip(*knots, strict=True))
-    return np.interp(np.log(pt), np.log(knots_pt), knots_q)
-
-
-def pixel_particle_pt_quantiles(no_pixel_fraction: float) -> tuple[tuple[float, float], ...]:
-    """Knots of the transported spectrum: (F_all − f·F_none) / (1 − f) at the all-particle knots."""
-    if not 0.0 <= no_pixel_fraction < 1.0:
-        raise ValueError(f"no_pixel_hit_fraction must lie in [0, 1), got {no_pixel_fraction}")
-    knots_q, knots_pt = (np.asarray(k) for k in zip(*ALL_PARTICLE_PT_QUANTILES, strict=True))
-    none_cdf = _cdf(NO_PIXEL_HIT_PT_QUANTILES, knots_pt)
-    pixel_q = np.clip((knots_q - no_pixel_fraction * none_cdf) / (1.0 - no_pixel_fraction), 0.0, 1.0)
-    pixel_q = np.maximum.accumulate(pixel_q)
-    return tuple((float(q), float(pt)) for q, pt in zip(pixel_q, knots_pt, strict=True))
-
-
-def sample_quantile_pt(
-    rng: np.random.Generator, size: int, knots: tuple[tuple[float, float], ...]
-) -> np.ndarray:
-    """pT (GeV) through quantile knots (log-linear), with a power-law tail above the last knot."""
-    quantile = rng.random(size)
-    knots_q, knots_pt = (np.asarray(k) for k in zip(*knots, strict=True))
-    pt = np.exp(np.interp(quantile, knots_q, np.log(knots_pt)))
-    tail = quantile > knots_q[-1]
-    survival_ratio = (1.0 - quantile[tail]) / (1.0 - knots_q[-1])
-    pt[tail] = knots_pt[-1] * survival_ratio ** (-1.0 / PT_TAIL_ALPHA)
-    return np.minimum(pt, MAX_PT_GEV)
-
-
 def sample_pareto_pt(rng: np.random.Generator, size: int, pt_min: float, alpha: float) -> np.ndarray:
     """pT (GeV) from a power law S(pT) = (pT/pt_min)^-alpha, capped at MAX_PT_GEV."""
     return np.minimum(pt_min * (1.0 - rng.random(size)) ** (-1.0 / alpha), MAX_PT_GEV)
 
 
-def sample_species(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(PDG code, charge, mass) per particle from the species mix, charges ±1 with equal probability."""
-    codes, masses, shares = (np.asarray(c) for c in zip(*SPECIES, strict=True))
-    kind = rng.choice(codes.size, size=size, p=shares / shares.sum())
+def sample_species(
+    rng: np.random.Generator, size: int, species: Species = PRIMARY_SPECIES
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(PDG code, charge, mass) per particle from a species mix, charges ±1 with equal probability."""
+    codes, masses, weights = (np.asarray(c) for c in zip(*species, strict=True))
+    kind = rng.choice(codes.size, size=size, p=weights / weights.sum())
     charge = rng.choice(np.array([-1, 1]), size=size)
-    positive_code = codes[kind]
     # Positive charge carries the listed code; e+ and mu+ have negative PDG codes by convention.
-    pdg = np.where(charge > 0, positive_code, -positive_code).astype(np.int32)
+    pdg = np.where(charge > 0, codes[kind], -codes[kind]).astype(np.int32)
     return pdg, charge.astype(np.int32), masses[kind]
-
-
-def sample_eta(rng: np.random.Generator, size: int, eta_max: float, shape: tuple[float, ...]) -> np.ndarray:
-    """η with a piecewise-constant |η| density `shape` over [0, eta_max] and a random sign."""
-    weights = np.asarray(shape, dtype=np.float64)
-    width = eta_max / weights.size
-    bins = rng.choice(weights.size, size=size, p=weights / weights.sum())
-    return (bins + rng.random(size)) * width * rng.choice(np.array([-1.0, 1.0]), size=size)
 
 
 def _multiplicities(
@@ -147,25 +93,48 @@ def _multiplicities(
     return rng.negative_binomial(shape, shape / (shape + mean), interactions)
 
 
-def generate_particles(rng: np.random.Generator, spec: ParticleSpec) -> pd.DataFrame:
-    """Particles of one event as a TrackML particles table (without nhits) plus `mass` and `transport`.
+def _table(
+    particle_id: np.ndarray,
+    pdg: np.ndarray,
+    vertex: np.ndarray,
+    pt: np.ndarray,
+    eta: np.ndarray,
+    phi: np.ndarray,
+    charge: np.ndarray,
+    mass: np.ndarray,
+    transport: bool,
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "particle_id": particle_id,
+            "particle_type": pdg,
+            "vx": vertex[:, 0],
+            "vy": vertex[:, 1],
+            "vz": vertex[:, 2],
+            "px": pt * np.cos(phi),
+            "py": pt * np.sin(phi),
+            "pz": pt * np.sinh(eta),
+            "q": charge,
+            "mass": mass,
+            "transport": transport,
+        }
+    )
 
-    Vertex 1 is the hard scatter when enabled; pile-up interactions follow. Each vertex's particles
-    are numbered from 1 in the `primary` field of the particle id. Untransported particles without
-    pixel hits follow (`transport` False), as generation-1 descendants of random primaries.
-    """
-    interactions = int(rng.poisson(spec.pileup))
-    counts = _multiplicities(rng, interactions, spec.charged_per_interaction, spec.multiplicity_shape)
+
+def _primaries(rng: np.random.Generator, spec: ParticleSpec) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Primary particles plus each one's vertex number and index within its vertex (both 1-based)."""
+    counts = _multiplicities(
+        rng, int(rng.poisson(spec.pileup)), spec.charged_per_interaction, spec.multiplicity_shape
+    )
     n_pileup = int(counts.sum())
-    pt = [sample_quantile_pt(rng, n_pileup, pixel_particle_pt_quantiles(spec.no_pixel_hit_fraction))]
+    knots = primary_pt_quantiles(spec.no_pixel_hit_fraction, spec.pixel_secondary_fraction)
+    pt = [sample_knots(rng, n_pileup, knots)]
     eta = [sample_eta(rng, n_pileup, spec.eta_max, spec.eta_shape)]
     if spec.hard_scatter:
         n_hard = int(rng.poisson(spec.hard_scatter_particles))
         counts = np.concatenate([[n_hard], counts])
         pt.insert(0, sample_pareto_pt(rng, n_hard, spec.hard_scatter_pt_min, spec.hard_scatter_pt_alpha))
         eta.insert(0, rng.uniform(-spec.hard_scatter_eta_max, spec.hard_scatter_eta_max, n_hard))
-    pt_all = np.concatenate(pt)
-    eta_all = np.concatenate(eta)
     n_vertices = counts.size
     vertex_xyz = np.column_stack(
         [
@@ -176,66 +145,76 @@ def generate_particles(rng: np.random.Generator, spec: ParticleSpec) -> pd.DataF
     )
     vertex_of = np.repeat(np.arange(n_vertices), counts)
     primary = np.arange(vertex_of.size) - np.repeat(np.cumsum(counts) - counts, counts) + 1
-    phi = rng.uniform(-np.pi, np.pi, pt_all.size)
-    momentum = np.column_stack([pt_all * np.cos(phi), pt_all * np.sin(phi), pt_all * np.sinh(eta_all)])
+    pt_all = np.concatenate(pt)
     pdg, charge, mass = sample_species(rng, pt_all.size)
     zeros = np.zeros(vertex_of.size, dtype=np.int64)
-    particle_id = encode_particle_id(vertex_of + 1, primary, zeros, zeros, zeros)
-    vertex = vertex_xyz[vertex_of]
-    primaries = pd.DataFrame(
-        {
-            "particle_id": particle_id,
-            "particle_type": pdg,
-            "vx": vertex[:, 0],
-            "vy": vertex[:, 1],
-            "vz": vertex[:, 2],
-            "px": momentum[:, 0],
-            "py": momentum[:, 1],
-            "pz": momentum[:, 2],
-            "q": charge,
-            "mass": mass,
-            "transport": True,
-        }
+    table = _table(
+        encode_particle_id(vertex_of + 1, primary, zeros, zeros, zeros),
+        pdg,
+        vertex_xyz[vertex_of],
+        pt_all,
+        np.concatenate(eta),
+        rng.uniform(-np.pi, np.pi, pt_all.size),
+        charge,
+        mass,
+        transport=True,
     )
-    n_outer = int(
-        rng.poisson(spec.no_pixel_hit_fraction / (1.0 - spec.no_pixel_hit_fraction) * len(primaries))
-    )
-    if n_outer == 0 or len(primaries) == 0:
-        return primaries
-    return pd.concat([primaries, _outer_particles(rng, n_outer, vertex_of + 1, primary)], ignore_index=True)
+    return table, vertex_of + 1, primary
 
 
-def _outer_particles(
-    rng: np.random.Generator, size: int, parent_vertex: np.ndarray, parent_primary: np.ndarray
+def _secondaries(
+    rng: np.random.Generator,
+    primaries: pd.DataFrame,
+    vertex: np.ndarray,
+    primary: np.ndarray,
+    n_inner: int,
+    n_outer: int,
 ) -> pd.DataFrame:
-    """Soft particles produced beyond the pixel volume (no pixel hits; not transported)."""
-    parent = rng.integers(0, parent_vertex.size, size)
+    """Secondaries with pixel hits (transported) then without (not transported), ids unique per parent."""
+    size = n_inner + n_outer
+    parent = rng.integers(0, len(primaries), size)
     order = np.argsort(parent, kind="stable")
-    parent = parent[order]
-    first = np.searchsorted(parent, parent, side="left")
-    secondary = np.arange(size) - first + 1
+    secondary = np.empty(size, dtype=np.int64)
+    secondary[order] = np.arange(size) - np.searchsorted(parent[order], parent[order], side="left") + 1
     zeros = np.zeros(size, dtype=np.int64)
-    particle_id = encode_particle_id(
-        parent_vertex[parent], parent_primary[parent], zeros + 1, secondary, zeros
+    particle_id = encode_particle_id(vertex[parent], primary[parent], zeros + 1, secondary, zeros)
+    inner, outer = slice(0, n_inner), slice(n_inner, size)
+
+    eta = sample_eta(rng, n_inner, 4.0, PIXEL_SECONDARY_ETA_SHAPE)
+    phi = rng.uniform(-np.pi, np.pi, n_inner)
+    radius = sample_knots(rng, n_inner, PIXEL_SECONDARY_RADIUS_QUANTILES)
+    parent_vertex = primaries[["vx", "vy", "vz"]].to_numpy()[parent[inner]]
+    start = parent_vertex + np.column_stack(
+        [radius * np.cos(phi), radius * np.sin(phi), radius * np.sinh(eta)]
     )
-    pt = sample_quantile_pt(rng, size, NO_PIXEL_HIT_PT_QUANTILES)
-    eta = sample_eta(rng, size, 4.0, NO_PIXEL_HIT_ETA_SHAPE)
-    phi = rng.uniform(-np.pi, np.pi, size)
-    radius = rng.uniform(*OUTER_VERTEX_RADIUS_MM, size)
-    vertex_phi = rng.uniform(-np.pi, np.pi, size)
-    pdg, charge, mass = sample_species(rng, size)
-    return pd.DataFrame(
-        {
-            "particle_id": particle_id,
-            "particle_type": pdg,
-            "vx": radius * np.cos(vertex_phi),
-            "vy": radius * np.sin(vertex_phi),
-            "vz": rng.uniform(-OUTER_VERTEX_HALF_Z_MM, OUTER_VERTEX_HALF_Z_MM, size),
-            "px": pt * np.cos(phi),
-            "py": pt * np.sin(phi),
-            "pz": pt * np.sinh(eta),
-            "q": charge,
-            "mass": mass,
-            "transport": False,
-        }
+    pdg, charge, mass = sample_species(rng, n_inner, PIXEL_SECONDARY_SPECIES)
+    pt = sample_knots(rng, n_inner, PIXEL_SECONDARY_PT_QUANTILES)
+    with_hits = _table(particle_id[inner], pdg, start, pt, eta, phi, charge, mass, transport=True)
+
+    radius = rng.uniform(*OUTER_VERTEX_RADIUS_MM, n_outer)
+    vertex_phi = rng.uniform(-np.pi, np.pi, n_outer)
+    start = np.column_stack(
+        [
+            radius * np.cos(vertex_phi),
+            radius * np.sin(vertex_phi),
+            rng.uniform(-OUTER_VERTEX_HALF_Z_MM, OUTER_VERTEX_HALF_Z_MM, n_outer),
+        ]
     )
+    pdg, charge, mass = sample_species(rng, n_outer, NO_PIXEL_HIT_SPECIES)
+    pt = sample_knots(rng, n_outer, NO_PIXEL_HIT_PT_QUANTILES)
+    eta = sample_eta(rng, n_outer, 4.0, NO_PIXEL_HIT_ETA_SHAPE)
+    phi = rng.uniform(-np.pi, np.pi, n_outer)
+    without_hits = _table(particle_id[outer], pdg, start, pt, eta, phi, charge, mass, transport=False)
+    return pd.concat([with_hits, without_hits], ignore_index=True)
+
+
+def generate_particles(rng: np.random.Generator, spec: ParticleSpec) -> pd.DataFrame:
+    """Particles of one event: a TrackML particles table (without nhits) plus `mass` and `transport`."""
+    primaries, vertex, primary = _primaries(rng, spec)
+    primary_fraction = 1.0 - spec.no_pixel_hit_fraction - spec.pixel_secondary_fraction
+    n_inner = int(rng.poisson(spec.pixel_secondary_fraction / primary_fraction * len(primaries)))
+    n_outer = int(rng.poisson(spec.no_pixel_hit_fraction / primary_fraction * len(primaries)))
+    if len(primaries) == 0 or n_inner + n_outer == 0:
+        return primaries
+    secondaries = _secondaries(rng, primaries, vertex, primary, n_inner, n_outer)
+    return pd.concat([primaries, secondaries], ignore_index=True)

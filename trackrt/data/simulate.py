@@ -22,7 +22,8 @@ from trackrt.configuration import from_dict
 from trackrt.data.geometry import DetectorGeometry, load_detector
 from trackrt.data.sim_digitise import DigitisationSpec, digitise
 from trackrt.data.sim_field import FieldKind, make_field
-from trackrt.data.sim_particles import NO_PIXEL_HIT_FRACTION, ParticleSpec, generate_particles
+from trackrt.data.sim_particles import ParticleSpec, generate_particles
+from trackrt.data.sim_spectra import NO_PIXEL_HIT_FRACTION, PIXEL_SECONDARY_FRACTION
 from trackrt.data.sim_transport import MaterialSpec, PixelTransport
 from trackrt.data.trackml import PIXEL_VOLUMES, Event, trackml_weights, write_event
 
@@ -35,7 +36,8 @@ class SimulationConfig:
 
     pileup: float = 200.0
     hard_scatter: bool = True
-    charged_per_interaction: float = 39.0  # transported particles; untransported ones come on top
+    charged_per_interaction: float = 35.0  # primaries; secondaries come on top
+    pixel_secondary_fraction: float = PIXEL_SECONDARY_FRACTION
     no_pixel_hit_fraction: float = NO_PIXEL_HIT_FRACTION
     multiplicity_shape: float | None = None  # negative-binomial k per interaction; None: Poisson
     eta_max: float = 4.0
@@ -60,6 +62,7 @@ class SimulationConfig:
             eta_max=self.eta_max,
             hard_scatter=self.hard_scatter,
             no_pixel_hit_fraction=self.no_pixel_hit_fraction,
+            pixel_secondary_fraction=self.pixel_secondary_fraction,
         )
 
     def material_spec(self) -> MaterialSpec:
