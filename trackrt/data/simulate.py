@@ -149,7 +149,6 @@ _WORKER: EventSimulator | None = None
 
 def _init_worker(config: SimulationConfig) -> None:
     global _WORKER
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     _WORKER = EventSimulator(config)
 
 
