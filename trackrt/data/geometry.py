@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-PIXEL_VOLUMES: tuple[int, ...] = (7, 8, 9)
+from trackrt.data.trackml import PIXEL_VOLUMES
+
 ROTATION_COLUMNS: tuple[str, ...] = (
     "rot_xu", "rot_xv", "rot_xw", "rot_yu", "rot_yv", "rot_yw", "rot_zu", "rot_zv", "rot_zw",
 )
