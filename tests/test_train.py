@@ -1,0 +1,276 @@
+"""Training: config validation, query formation, a tiny run, exact resume, edge-case events, overfitting."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from trackrt.configuration import ConfigError, from_dict, to_dict
+from trackrt.data.simulate import EventSimulator, SimulationConfig
+from trackrt.data.trackml import Event, write_event
+from trackrt.train import loop
+from trackrt.train.checkpoint import load_checkpoint, load_train_state
+from trackrt.train.cli import load_train_config
+from trackrt.train.config import TrainConfig
+from trackrt.train.evaluate import evaluate_directory
+from trackrt.train.loop import train
+from trackrt.train.queries import training_query_indices
+from trackrt.train.records import read_metrics_log
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "configs" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def simulator(trackml_dir: Path) -> EventSimulator:
+    return EventSimulator(SimulationConfig(pileup=3, hard_scatter=False, detector=str(trackml_dir)))
+
+
+@pytest.fixture(scope="module")
+def events(simulator: EventSimulator, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Train (3 events), validation (1) and single-event directories of simulated ⟨μ⟩ = 3 events."""
+    root = tmp_path_factory.mktemp("events")
+    for name, ids in (("train", (1, 2, 7)), ("val", (5,)), ("one", (2,))):
+        for event_id in ids:
+            write_event(root / name, simulator.simulate(event_id, 7))
+    return {name: root / name for name in ("train", "val", "one")}
+
+
+def tiny_config(out_dir: Path, train_dir: Path, val_dir: Path | None, **changes: dict) -> TrainConfig:
+    """configs/tiny.yaml on `train_dir`/`val_dir`, single-threaded, with nested `changes` merged in."""
+    data = to_dict(load_train_config(TINY))
+    data.update(out_dir=str(out_dir), num_threads=1)
+    data["data"].update(train_dir=str(train_dir), val_dir=str(val_dir) if val_dir else None)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = _merge(data[key], value)
+        else:
+            data[key] = value
+    return from_dict(TrainConfig, data)
+
+
+def _merge(base: dict, changes: dict) -> dict:
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+def test_tiny_config_loads() -> None:
+    config = load_train_config(TINY)
+    assert config.tracker is not None and config.hit_filter is not None
+    assert config.model_config("tracker").variant == "dq-lsca"
+    assert config.model_config("hit_filter").encoder.window == 64
+
+
+def test_unknown_key_is_refused_with_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(TINY.read_text().replace("grad_clip: 1.0}", "grad_clip: 1.0, lrr: 1}", 1))
+    with pytest.raises(ConfigError, match=r"unknown config key 'hit_filter\.optim\.lrr'"):
+        load_train_config(path)
+    with pytest.raises(ConfigError, match=r"tracker\.model: unknown config key 'encoder\.widow'"):
+        load_train_config(TINY, ("tracker.model.overrides.encoder.widow=32",))
+
+
+@pytest.mark.parametrize(
+    ("assignment", "key"),
+    [
+        ("tracker.model.overrides.lsca_window=15", "lsca_window"),
+        ("hit_filter.model.overrides.encoder.window=63", "encoder.window"),
+    ],
+)
+def test_odd_window_is_refused_naming_the_key(assignment: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"{key}: the attention window must be an even integer"):
+        load_train_config(TINY, (assignment,))
+
+
+def test_other_config_errors() -> None:
+    with pytest.raises(ConfigError, match="trains nothing"):
+        load_train_config(TINY, ("hit_filter=null", "tracker=null"))
+    with pytest.raises(ConfigError, match="grad_accumulation"):
+        load_train_config(TINY, ("tracker.optim.grad_accumulation=0",))
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_train_config(TINY, ("tracker.epochs",))
+    config = load_train_config(TINY, ("tracker.model.overrides.variant=fq-ma", "tracker.epochs=3"))
+    assert config.model_config("tracker").variant == "fq-ma" and config.tracker.epochs == 3
+
+
+# --- query formation -----------------------------------------------------------------------------
+
+
+def test_training_queries_unite_predicted_and_true_seeds() -> None:
+    logits = np.array([3.0, -5.0, 2.0, -5.0, 1.0, -5.0, 0.5])
+    truth = np.array([False, True, False, False, False, True, False])
+    assert training_query_indices(logits, truth, 0.5, 10).tolist() == [0, 1, 2, 4, 5, 6]
+    # The cap keeps every true seed and fills up with the best predicted ones.
+    assert training_query_indices(logits, truth, 0.5, 4).tolist() == [0, 1, 2, 5]
+    assert training_query_indices(logits, truth, 0.5, 1).tolist() == [1, 5]
+    assert training_query_indices(logits, truth, 0.5, 2, include_true_seeds=False).tolist() == [0, 2]
+
+
+def test_training_queries_never_empty_for_hits() -> None:
+    logits = np.array([-9.0, -3.0, -7.0])
+    none = np.zeros(3, dtype=bool)
+    assert training_query_indices(logits, none, 0.5, 8).tolist() == [1]
+    assert training_query_indices(np.zeros(0), np.zeros(0, dtype=bool), 0.5, 8).tolist() == []
+
+
+# --- training runs -------------------------------------------------------------------------------
+
+
+def _train_records(path: Path) -> list[dict]:
+    return [r for r in read_metrics_log(path) if r["type"] == "train" and "total" in r]
+
+
+def test_tiny_training_lowers_the_loss(events: dict[str, Path], tmp_path: Path) -> None:
+    config = tiny_config(
+        tmp_path / "run", events["train"], events["val"],
+        hit_filter={"epochs": 12}, tracker={"epochs": 12, "val_interval": 36},
+    )  # fmt: skip
+    finals = train(config)
+    for stage in ("hit_filter", "tracker"):
+        # Each epoch sees the same three events, so epoch means compare like with like.
+        records = _train_records(tmp_path / "run" / stage / "metrics.jsonl")
+        first = np.mean([r["total"] for r in records if r["epoch"] == 0])
+        last = np.mean([r["total"] for r in records if r["epoch"] == 11])
+        assert last < 0.85 * first, (stage, first, last)
+        assert (finals[stage] / "model.safetensors").exists()
+    validations = [
+        r for r in read_metrics_log(tmp_path / "run" / "tracker" / "metrics.jsonl") if r["type"] == "val"
+    ]
+    assert validations and "tracking_only.efficiency" in validations[-1]
+    _, filter_info = load_checkpoint(finals["hit_filter"])
+    calibration = filter_info.metadata["calibration"]
+    assert calibration["efficiency"] >= 0.99
+    assert 0.0 < filter_info.model.hit_threshold < 1.0
+    assert json.loads((tmp_path / "run" / "train_config.json").read_text())["seed"] == 0
+
+
+def test_resume_continues_exactly_where_it_stopped(
+    events: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def config(out: Path) -> TrainConfig:
+        return tiny_config(
+            out, events["train"], None, hit_filter=None,
+            tracker={"epochs": 2, "checkpoint_interval": 3, "optim": {"grad_accumulation": 1}},
+        )  # fmt: skip
+
+    straight = train(config(tmp_path / "straight"))["tracker"]
+
+    real_save = loop.save_checkpoint
+
+    def save_then_stop(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(tmp_path / "resumed"))
+    monkeypatch.undo()
+    assert load_train_state(tmp_path / "resumed" / "tracker" / "last", restore_rng=False).step == 3
+    resumed = train(config(tmp_path / "resumed"), resume=True)["tracker"]
+
+    a, _ = load_checkpoint(straight)
+    b, _ = load_checkpoint(resumed)
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y), name
+    steps = [r["step"] for r in read_metrics_log(tmp_path / "resumed" / "tracker" / "metrics.jsonl")]
+    assert steps == [r["step"] for r in read_metrics_log(tmp_path / "straight" / "tracker" / "metrics.jsonl")]
+
+
+def _edge_events(simulator: EventSimulator, directory: Path) -> None:
+    """An event without target particles, one with fewer hits than any window, and one with no hits."""
+    base = simulator.simulate(2, 7)
+    slow = base.particles.copy()
+    slow[["px", "py"]] *= 0.3 / np.hypot(slow["px"], slow["py"]).to_numpy()[:, None].clip(1e-6)
+    write_event(directory, Event(11, base.hits, slow, base.truth))
+    fast = base.particles.loc[np.hypot(base.particles["px"], base.particles["py"]) > 1.0, "particle_id"]
+    counts = base.truth["particle_id"].value_counts()
+    two_targets = [p for p in fast if counts.get(p, 0) >= 3][:2]
+    keep = base.truth["particle_id"].isin(two_targets).to_numpy()
+    write_event(directory, Event(12, base.hits[keep], base.particles, base.truth[keep]))
+    write_event(directory, Event(13, base.hits.iloc[:0], base.particles, base.truth.iloc[:0]))
+
+
+def test_edge_case_events_train_and_evaluate(simulator: EventSimulator, tmp_path: Path) -> None:
+    _edge_events(simulator, tmp_path / "edge")
+    config = tiny_config(
+        tmp_path / "run", tmp_path / "edge", tmp_path / "edge",
+        hit_filter={"epochs": 1},
+        tracker={"epochs": 1, "hits": "learned", "queries": {"seed_threshold": 1.0}},
+    )  # fmt: skip
+    finals = train(config)
+    records = read_metrics_log(tmp_path / "run" / "tracker" / "metrics.jsonl")
+    assert [r for r in records if r["type"] == "train"][-1]["skipped_events"] >= 1
+    path = evaluate_directory(
+        finals["tracker"], tmp_path / "edge", finals["hit_filter"], tmp_path / "eval", progress=False
+    )
+    report = json.loads(path.read_text())
+    assert report["events"] == 3
+    assert report["tracking_only"]["overall"]["counts"]["target_particles"] == 2
+    assert "filter_and_tracking" in report and "hit_filter" in report
+    # No seed above threshold: the tracker returns no tracks instead of failing.
+    thresholds = json.loads((finals["tracker"] / "config.json").read_text())
+    thresholds["thresholds"]["seed_threshold"] = 1.0
+    (finals["tracker"] / "config.json").write_text(json.dumps(thresholds))
+    report = json.loads(
+        evaluate_directory(
+            finals["tracker"], tmp_path / "edge", out_dir=tmp_path / "e2", progress=False
+        ).read_text()
+    )
+    assert report["tracking_only"]["overall"]["counts"]["tracks"] == 0
+    assert report["tracking_only"]["overall"]["efficiency"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("variant", "steps", "lr"),
+    [
+        ("fq-ma", 300, 3.0e-3),
+        # Dynamic queries wait for the seed head to tell each particle's first hit from its
+        # same-layer neighbour: about 600 steps, ~30-60 s on a shared 2-core CPU.
+        pytest.param("dq-lsca", 800, 1.0e-3, marks=pytest.mark.slow),
+        pytest.param("dq-ma", 800, 1.0e-3, marks=pytest.mark.slow),
+    ],
+)
+def test_overfit_one_event_reaches_full_efficiency(
+    events: dict[str, Path], tmp_path: Path, variant: str, steps: int, lr: float
+) -> None:
+    config = tiny_config(
+        tmp_path / "run", events["one"], events["one"], hit_filter=None,
+        tracker={
+            "model": {"overrides": {"variant": variant}},
+            "optim": {"lr": lr, "warmup_steps": 10, "min_lr_ratio": 0.1},
+            "epochs": steps, "val_interval": steps, "checkpoint_interval": steps, "log_interval": 50,
+        },
+    )  # fmt: skip
+    train(config)
+    log = read_metrics_log(tmp_path / "run" / "tracker" / "metrics.jsonl")
+    validation = [r for r in log if r["type"] == "val"][-1]
+    assert validation["tracking_only.efficiency"] >= 0.99
+    assert validation["tracking_only.fake_rate"] <= 0.01
+
+
+def test_steps_per_stage() -> None:
+    stage = dataclasses.replace(load_train_config(TINY).tracker, epochs=3)
+    assert loop.total_steps(stage, 5) == 15
+    stage.optim.grad_accumulation = 2
+    assert loop.total_steps(stage, 5) == 9
+    stage.max_steps = 4
+    assert loop.total_steps(stage, 5) == 4
