@@ -37,7 +37,7 @@ from matplotlib.figure import Figure
 from trackrt.model.attention import local_window_attention, strided_centers
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CPU_MEMORY_LIMIT = 6 << 30  # skip a CPU case whose estimated working set exceeds this (shared 2-core box)
+CPU_MEMORY_LIMIT = 4 << 30  # skip a CPU case whose estimated working set exceeds this (shared 2-core box)
 
 
 @dataclass(frozen=True)
@@ -192,22 +192,30 @@ def environment(device: str) -> dict[str, object]:
     return info
 
 
+PLOTTED = [("mean_ms", "mean latency [ms]", 1.0), ("peak_extra_bytes", "peak extra memory [MiB]", 2**-20)]
+
+
 def plot(rows: list[dict], path: Path, title: str) -> None:
-    """Mean latency against N, one panel per (kind, window), one line per backend."""
+    """Mean latency (top) and peak extra memory (bottom) against N; one column per (kind, window)."""
     panels = sorted({(r["kind"], r["window"]) for r in rows})
-    figure = Figure(figsize=(5 * len(panels), 4), constrained_layout=True)
-    for axis, (kind, window) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
-        for backend in sorted({r["backend"] for r in rows}):
-            points = sorted((r["num_keys"], r["mean_ms"]) for r in rows if r["kind"] == kind
-                            and r["window"] == window and r["backend"] == backend and r["status"] == "ok")
-            if points:
-                axis.plot(*zip(*points, strict=True), marker="o", label=backend)
-        axis.set(title=f"{kind}, w={window}" + (" (Q = N/9)" if kind == "decoder" else " (Q = N)"),
-                 xlabel="N (keys)", ylabel="mean latency [ms]", xscale="log", yscale="log")
-        axis.grid(True, which="both", alpha=0.3)
-        axis.legend()
+    figure = Figure(figsize=(5 * len(panels), 8), constrained_layout=True)
+    axes = figure.subplots(2, len(panels), squeeze=False)
+    for column, (kind, window) in enumerate(panels):
+        for row_index, (key, label, scale) in enumerate(PLOTTED):
+            axis = axes[row_index][column]
+            for backend in sorted({r["backend"] for r in rows}):
+                points = sorted((r["num_keys"], r[key] * scale) for r in rows
+                                if r["kind"] == kind and r["window"] == window and r["backend"] == backend
+                                and r["status"] == "ok" and r.get(key))
+                if points:
+                    axis.plot(*zip(*points, strict=True), marker="o", label=backend)
+            queries = "Q = N/9" if kind == "decoder" else "Q = N"
+            axis.set(title=f"{kind}, w={window} ({queries})", xlabel="N (keys)", ylabel=label,
+                     xscale="log", yscale="log")
+            axis.grid(True, which="both", alpha=0.3)
+            axis.legend()
     figure.suptitle(title)
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=110)
 
 
 def int_list(text: str) -> list[int]:

@@ -21,6 +21,8 @@ from trackrt.model.attention import (
 )
 from trackrt.plugins.lsca.reference import lsca_reference, strided_centers_np, window_mask_np
 
+pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+
 CPU_BACKENDS = ("dense", "gathered", "blocked", "flex")
 
 

@@ -90,11 +90,11 @@ def tiny_model():
     from trackrt.model.attention import LocalStridedCrossAttention, SlidingWindowSelfAttention
 
     class Tiny(torch.nn.Module):
-        """Encoder sliding window over hits, then strided cross-attention from queries."""
+        """Encoder sliding window over hits (no wrap), then strided cross-attention (wrapped) from queries."""
 
         def __init__(self) -> None:
             super().__init__()
-            self.encoder = SlidingWindowSelfAttention(16, 2, window=8)
+            self.encoder = SlidingWindowSelfAttention(16, 2, window=8, wrap=False)
             self.cross = LocalStridedCrossAttention(16, 2, window=6)
 
         def forward(self, hits, queries):

@@ -184,7 +184,7 @@ def _gathered(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centers: torch.
         allowed = (index >= 0) & (index < length)
         index = torch.clamp(index, min=0, max=n - 1)
     kg, vg = _gather_keys(k, index), _gather_keys(v, index)  # [B, H, Q, W, D]
-    scores = (q.unsqueeze(-2) @ kg.transpose(-1, -2)).squeeze(-2) * scale  # [B, H, Q, W]
+    scores = ((q * scale).unsqueeze(-2) @ kg.transpose(-1, -2)).squeeze(-2)  # [B, H, Q, W]
     return _softmax_weighted(scores, allowed[:, None], vg)
 
 
@@ -240,7 +240,7 @@ def _blocked_chunk(qb: torch.Tensor, k: torch.Tensor, v: torch.Tensor, c: torch.
         distance = torch.minimum(distance, length[..., None] - distance)
     allowed = in_band[:, :, None, :] & (distance <= half)
     kg, vg = _gather_keys(k, index), _gather_keys(v, index)  # [B, H, nb, band, D]
-    scores = (qb @ kg.transpose(-1, -2)) * scale  # [B, H, nb, block, band]
+    scores = (qb * scale) @ kg.transpose(-1, -2)  # [B, H, nb, block, band]
     probs = torch.softmax(_at_least_fp32(scores).masked_fill(~allowed[:, None], float("-inf")), dim=-1)
     return probs.to(vg.dtype) @ vg
 
