@@ -1,0 +1,170 @@
+"""Evaluation: metrics plumbing on perfect tracks, pooling, filter threshold and counts, the CLI's outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from trackrt.cli import main
+from trackrt.data.samples import make_sample, sample_config, tracker_targets
+from trackrt.data.simulate import EventSimulator, SimulationConfig
+from trackrt.data.trackml import write_event
+from trackrt.model.config import preset
+from trackrt.train.checkpoint import build_model, save_checkpoint
+from trackrt.train.evaluate import (
+    FilterCounts,
+    evaluate_samples,
+    event_metrics,
+    filter_counts,
+    filter_threshold_for_efficiency,
+    pool_metrics,
+    predict_tracks,
+)
+
+SELECTION = sample_config("Pix1.0")
+
+
+@pytest.fixture(scope="module")
+def simulator(trackml_dir: Path) -> EventSimulator:
+    return EventSimulator(SimulationConfig(pileup=3, hard_scatter=False, detector=str(trackml_dir)))
+
+
+@pytest.fixture(scope="module")
+def samples(simulator: EventSimulator) -> list:
+    return [make_sample(simulator.simulate(event_id, 11), SELECTION) for event_id in (1, 2, 3)]
+
+
+class FixedFilter(torch.nn.Module):
+    """A stand-in hit filter whose logit is a fixed function of the hit features."""
+
+    def forward(self, hit_features: torch.Tensor) -> torch.Tensor:
+        return 10.0 * hit_features[..., 0] + hit_features[..., 2]
+
+
+def perfect_tracks(sample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Truth-filter hits and one track per target particle holding exactly its hits."""
+    targets = tracker_targets(sample)
+    return targets.hit_index, targets.hit_particle, np.ones(len(targets.particle_id), dtype=np.float32)
+
+
+def test_perfect_tracks_give_full_efficiency(samples: list) -> None:
+    for sample in samples:
+        metrics = event_metrics(sample, *perfect_tracks(sample), SELECTION)
+        assert metrics.counts["target_particles"] == sample.num_targets
+        if sample.num_targets:
+            assert metrics.efficiency == 1.0 and metrics.efficiency_perfect == 1.0
+            assert metrics.fake_rate == 0.0
+        assert metrics.selection.pixel_only
+
+
+def test_dropped_hits_count_against_efficiency(samples: list) -> None:
+    sample = next(s for s in samples if s.num_targets >= 2)
+    hit_index, track_of_hit, scores = perfect_tracks(sample)
+    lost = track_of_hit == 0
+    metrics = event_metrics(sample, hit_index[~lost], track_of_hit[~lost], scores, SELECTION)
+    assert metrics.counts["matched_particles_dm"] == sample.num_targets - 1
+    # Low-scored tracks are not valid tracks.
+    low = np.where(np.arange(len(scores)) == 1, 0.2, 1.0).astype(np.float32)
+    metrics = event_metrics(sample, hit_index, track_of_hit, low, SELECTION)
+    assert metrics.counts["valid_tracks"] == len(scores) - 1
+
+
+def test_pooling_sums_counts(samples: list) -> None:
+    per_event = [event_metrics(s, *perfect_tracks(s), SELECTION) for s in samples]
+    ids = [s.event_id for s in samples]
+    pooled = pool_metrics(per_event, ids)
+    assert pooled.counts["target_particles"] == sum(s.num_targets for s in samples)
+    assert pooled.efficiency == 1.0
+    with_particles = sorted(s.event_id for s in samples if len(s.particles))
+    assert sorted(pooled.particle_table["event_id"].unique()) == with_particles
+    single = pool_metrics(per_event[:1], ids[:1])
+    assert single.counts == per_event[0].counts and single.trackml_score == per_event[0].trackml_score
+    with pytest.raises(ValueError, match="no events"):
+        pool_metrics([], [])
+
+
+def test_filter_threshold_keeps_the_target_efficiency(samples: list) -> None:
+    device = torch.device("cpu")
+    hit_filter = FixedFilter()
+    threshold = filter_threshold_for_efficiency(hit_filter, samples, 0.99, device)
+    counts = filter_counts(hit_filter, samples, threshold, device)
+    assert counts.efficiency >= 0.99
+    slightly_higher = filter_counts(hit_filter, samples, np.nextafter(threshold, 1.0), device)
+    assert slightly_higher.efficiency < 0.99
+    assert filter_counts(hit_filter, samples, 0.0, device).efficiency == 1.0
+
+
+def test_filter_counts_arithmetic() -> None:
+    counts = FilterCounts()
+    counts.add(np.array([True, True, False, False]), np.array([True, False, True, False]))
+    counts.add(np.array([True]), np.array([True]))
+    assert (counts.hits, counts.kept_hits, counts.target_hits, counts.kept_target_hits) == (5, 3, 3, 2)
+    assert counts.efficiency == pytest.approx(2 / 3) and counts.purity == pytest.approx(2 / 3)
+    assert np.isnan(FilterCounts().efficiency)
+
+
+@pytest.mark.parametrize("variant", ["fq-ma", "dq-ma", "dq-lsca"])
+def test_predict_tracks_shapes_and_no_seeds(samples: list, variant: str) -> None:
+    torch.manual_seed(0)
+    config = preset("tiny", "tracker", overrides={"variant": variant})
+    tracker = build_model(config).eval()
+    features = tracker_targets(samples[0]).features
+    track_of_hit, scores = predict_tracks(tracker, config, features, torch.device("cpu"))
+    assert track_of_hit.shape == (len(features),) and track_of_hit.dtype == np.int64
+    assert track_of_hit.max(initial=-1) < len(scores)
+    empty = predict_tracks(tracker, config, features[:0], torch.device("cpu"))
+    assert empty[0].shape == (0,) and empty[1].shape == (0,)
+    if variant != "fq-ma":
+        no_seeds = preset("tiny", "tracker", overrides={"variant": variant, "seed_threshold": 1.0})
+        track_of_hit, scores = predict_tracks(tracker, no_seeds, features, torch.device("cpu"))
+        assert len(scores) == 0 and np.all(track_of_hit == -1)
+
+
+def test_evaluate_samples_reports_filter_and_both_modes(samples: list) -> None:
+    torch.manual_seed(0)
+    config = preset("tiny", "tracker")
+    evaluation = evaluate_samples(
+        samples, build_model(config), config, SELECTION, torch.device("cpu"), FixedFilter(), 0.5
+    )
+    assert set(evaluation.tracking) == {"tracking_only", "filter_and_tracking"}
+    expected = filter_counts(FixedFilter(), samples, 0.5, torch.device("cpu"))
+    assert evaluation.filter_counts == expected
+    summary = evaluation.summary()
+    assert summary["events"] == 3 and summary["hit_filter"]["threshold"] == 0.5
+
+
+def test_evaluate_cli_writes_metrics_and_plots(simulator: EventSimulator, tmp_path: Path) -> None:
+    for event_id in (4, 5):
+        write_event(tmp_path / "events", simulator.simulate(event_id, 11))
+    torch.manual_seed(0)
+    tracker_config = preset("tiny", "tracker")
+    filter_config = preset("tiny", "hit_filter", overrides={"hit_threshold": 0.4})
+    save_checkpoint(
+        tmp_path / "tracker", build_model(tracker_config), tracker_config, metadata={"selection": "Pix1.0"}
+    )
+    save_checkpoint(tmp_path / "filter", build_model(filter_config), filter_config)
+    runner = CliRunner()
+    result = runner.invoke(
+        main,
+        ["evaluate", str(tmp_path / "tracker"), "--events", str(tmp_path / "events"),
+         "--filter", str(tmp_path / "filter"), "--out", str(tmp_path / "out"), "--device", "cpu"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "tracking_only: DM efficiency" in result.output and "hit filter: efficiency" in result.output
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert report["events"] == 2 and report["selection"] == "Pix1.0"
+    assert report["hit_filter"]["threshold"] == 0.4
+    for mode in ("tracking_only", "filter_and_tracking"):
+        assert {"overall", "binned"} <= set(report[mode])
+        assert report[mode]["binned"]["pt"] and report[mode]["binned"]["eta"]
+        for plot in report[mode]["plots"]:
+            assert (tmp_path / "out" / plot).stat().st_size > 0
+    assert len(report["tracking_only"]["plots"]) == 4
+
+    wrong = runner.invoke(main, ["evaluate", str(tmp_path / "filter"), "--events", str(tmp_path / "events")])
+    assert wrong.exit_code != 0 and "not a tracker" in wrong.output
