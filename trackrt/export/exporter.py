@@ -80,7 +80,7 @@ def load_model(path: str | Path, expected_kind: str) -> LoadedModel:
     if config.kind != expected_kind:
         hint = " (pass it with --filter-checkpoint)" if config.kind == "hit_filter" else ""
         raise ExportError(f"{path}: a {config.kind} checkpoint, expected a {expected_kind}{hint}")
-    return LoadedModel(module.eval(), ModelRecord.from_config(config.kind, config.model, path))
+    return LoadedModel(module.eval(), ModelRecord.from_config(config.kind, config.model, path.resolve()))
 
 
 def _dynamic_shapes(spec: GraphSpec) -> tuple[dict[int, torch.export.Dim], ...]:

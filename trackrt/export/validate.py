@@ -145,6 +145,7 @@ class ValidationResult:
             "artifact": self.artifact,
             "passed": self.passed,
             "tolerances": asdict(self.tolerances),
+            "traced_with": self.export_sizes,
             "outputs": [
                 {
                     **{k: v for k, v in asdict(o).items() if k != "shapes"},
@@ -366,25 +367,54 @@ def trace_differences(
             tie |= _near(logits, boundary, tolerances)
         stage.differing, stage.ties = len(differing), int(tie.sum())
         return [stage]
-    differing_hits = np.flatnonzero(onnx_run.track_of_hit != torch_run.track_of_hit)
-    if not len(differing_hits):
+    if np.array_equal(onnx_run.track_of_hit, torch_run.track_of_hit):
         return []
+    return [_trace_track_building(pipeline.tracker["thresholds"], onnx_run, torch_run, tolerances)]
+
+
+def raw_assignment(
+    track_logits: np.ndarray, assignment_logits: np.ndarray, thresholds: dict[str, Any]
+) -> np.ndarray:
+    """Query per hit before the `min_hits` cut (-1: none), decided as `assign_hits` decides it."""
+    from trackrt.data.tracks import sigmoid
+
+    valid = sigmoid(track_logits) >= thresholds["track_threshold"]
+    if not valid.any():
+        return np.full(assignment_logits.shape[1], -1, dtype=np.int64)
+    probabilities = np.where(valid[:, None], sigmoid(assignment_logits), -1.0)
+    best = np.argmax(probabilities, axis=0)
+    assigned = probabilities[best, np.arange(probabilities.shape[1])] >= thresholds["hit_threshold"]
+    return np.where(assigned, best, -1)
+
+
+def _trace_track_building(
+    thresholds: dict[str, Any], onnx_run: ChainOutputs, torch_run: ChainOutputs, tolerances: Tolerances
+) -> DecisionDifferences:
+    """Hits whose query differs before the `min_hits` cut; everything after it follows deterministically.
+
+    A moved hit is a tie when its two best valid queries (or the best one and the hit threshold) are within
+    tolerance, or when one of its queries' validity sits at the track threshold.
+    """
     stage = DecisionDifferences("track building")
-    stage.differing = len(differing_hits)
-    t = pipeline.tracker["thresholds"]
-    valid = torch_run.track_logits >= logit(t["track_threshold"])
-    tie_queries = _near(torch_run.track_logits, logit(t["track_threshold"]), tolerances)
+    raw_onnx = raw_assignment(onnx_run.track_logits, onnx_run.assignment_logits, thresholds)
+    raw_torch = raw_assignment(torch_run.track_logits, torch_run.assignment_logits, thresholds)
+    moved = np.flatnonzero(raw_onnx != raw_torch)
+    if not len(moved):  # final tracks differ without any moved hit: nothing explains it
+        stage.differing = int(np.count_nonzero(onnx_run.track_of_hit != torch_run.track_of_hit))
+        return stage
+    tie_queries = _near(torch_run.track_logits, logit(thresholds["track_threshold"]), tolerances)
+    valid = torch_run.track_logits >= logit(thresholds["track_threshold"])
     scores = np.where(valid[:, None], torch_run.assignment_logits, -np.inf)
     top2 = np.sort(scores, axis=0)[-2:] if scores.shape[0] > 1 else np.vstack([scores, scores - np.inf])
-    tie_hits = _near(top2[1], top2[0], tolerances) | _near(top2[1], logit(t["hit_threshold"]), tolerances)
-    tie_tracks = set(np.flatnonzero(tie_queries))
-    for run in (onnx_run, torch_run):
-        tie_tracks |= set(np.unique(run.track_of_hit[tie_hits & (run.track_of_hit >= 0)]).tolist())
-    for hit in differing_hits:
-        owners = {int(onnx_run.track_of_hit[hit]), int(torch_run.track_of_hit[hit])} - {-1}
-        if tie_hits[hit] or owners & tie_tracks:
+    tie_hits = _near(top2[1], top2[0], tolerances) | _near(
+        top2[1], logit(thresholds["hit_threshold"]), tolerances
+    )
+    stage.differing = len(moved)
+    for hit in moved:
+        queries = [int(q) for q in (raw_onnx[hit], raw_torch[hit]) if q >= 0]
+        if tie_hits[hit] or any(tie_queries[q] for q in queries):
             stage.ties += 1
-    return [stage]
+    return stage
 
 
 def _tracks_frame(hit_ids: np.ndarray, track_of_hit: np.ndarray) -> pd.DataFrame:
@@ -471,6 +501,7 @@ def validate_artifact(
     except (FileNotFoundError, ValueError) as exc:
         raise ValidationError(str(exc)) from None
     result = ValidationResult(artifact=str(artifact_dir), tolerances=tolerances or Tolerances())
+    result.export_sizes = dict(artifact.get("traced_with", {}))
     pipeline = Pipeline(artifact)
     torch_chain = _load_torch(artifact, checkpoint, filter_checkpoint)
     ort_chain = OnnxRuntimeChain(artifact_dir, artifact)
@@ -512,6 +543,9 @@ def format_validation(result: ValidationResult) -> list[str]:
         f"outputs (ONNX Runtime vs PyTorch, same inputs; ✓ if |Δ| ≤ {tol.atol:g} + {tol.rtol:g}·|torch|)",
         f"  {'graph.output':<34} {'max |Δ|':>10} {'max rel':>10}  shapes seen",
     ]
+    if result.export_sizes:
+        traced = ", ".join(f"{k}={v}" for k, v in result.export_sizes.items())
+        lines.insert(0, f"graphs traced at export with {traced}; the events below have their own sizes")
     for key, o in result.outputs.items():
         shapes = ", ".join("×".join(map(str, s)) for s in sorted(o.shapes)[:3])
         lines.append(f"{'✓' if o.passed else '✗'} {key:<34} {o.max_abs:>10.2e} {o.max_rel:>10.2e}  {shapes}")
