@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
+from trackrt.cli import main
 from trackrt.configuration import ConfigError, from_dict, to_dict
 from trackrt.data.simulate import EventSimulator, SimulationConfig
 from trackrt.data.trackml import Event, write_event
@@ -112,6 +114,13 @@ def test_other_config_errors() -> None:
     assert config.model_config("tracker").variant == "fq-ma" and config.tracker.epochs == 3
 
 
+def test_focal_weight_follows_the_selection() -> None:
+    assert load_train_config(TINY).tracker.loss.focal_weight == 25.0
+    assert load_train_config(TINY, ("data.selection=Pix0.6",)).tracker.loss.focal_weight == 100.0
+    explicit = load_train_config(TINY, ("data.selection=Pix0.6", "tracker.loss.focal_weight=40"))
+    assert explicit.tracker.loss.focal_weight == 40.0
+
+
 # --- query formation -----------------------------------------------------------------------------
 
 
@@ -161,6 +170,23 @@ def test_tiny_training_lowers_the_loss(events: dict[str, Path], tmp_path: Path) 
     assert calibration["efficiency"] >= 0.99
     assert 0.0 < filter_info.model.hit_threshold < 1.0
     assert json.loads((tmp_path / "run" / "train_config.json").read_text())["seed"] == 0
+
+
+def test_train_cli_runs_and_resumes(events: dict[str, Path], tmp_path: Path) -> None:
+    args = [
+        "train", str(TINY), "--out", str(tmp_path / "run"),
+        "--set", f"data.train_dir={events['train']}", "--set", "data.val_dir=null",
+        "--set", "num_threads=1", "--set", "hit_filter.max_steps=2", "--set", "tracker.max_steps=2",
+    ]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert f"tracker: {tmp_path / 'run' / 'tracker' / 'final'}" in result.output
+    before = (tmp_path / "run" / "tracker" / "final" / "model.safetensors").read_bytes()
+    again = CliRunner().invoke(main, [*args, "--resume"])
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "run" / "tracker" / "final" / "model.safetensors").read_bytes() == before
+    bad = CliRunner().invoke(main, ["train", str(TINY), "--set", "tracker.optim.lrr=1"])
+    assert bad.exit_code != 0 and "tracker.optim.lrr" in bad.output
 
 
 def test_resume_continues_exactly_where_it_stopped(

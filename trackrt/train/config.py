@@ -7,14 +7,20 @@ from typing import Any, Literal
 
 from trackrt.configuration import ConfigError
 
+FOCAL_WEIGHTS: dict[str, float] = {"Pix1.0": 25.0, "Pix0.6": 100.0}
+
 
 @dataclass
 class LossConfig:
-    """Matching-cost and loss weights (DESIGN §4): 0.1·BCE(valid) + 2·dice + 25·focal (100 at Pix0.6)."""
+    """Matching-cost and loss weights (DESIGN §4): 0.1·BCE(valid) + 2·dice + 25·focal (100 at Pix0.6).
+
+    `focal_weight` None (the default) means the selection's value (`FOCAL_WEIGHTS`): a `TrainConfig`
+    fills it in from `data.selection`; used on its own it is Pix1.0's 25.
+    """
 
     valid_weight: float = 0.1
     dice_weight: float = 2.0
-    focal_weight: float = 25.0
+    focal_weight: float | None = None
     focal_gamma: float = 2.0
     seed_weight: float = 1.0
     seed_pos_weight: float = 1.0
@@ -23,10 +29,15 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         for name in ("valid_weight", "dice_weight", "focal_weight", "focal_gamma", "seed_weight"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ConfigError(f"loss.{name} must be ≥ 0, got {getattr(self, name)}")
         if self.seed_pos_weight <= 0:
             raise ConfigError(f"loss.seed_pos_weight must be > 0, got {self.seed_pos_weight}")
+
+    @property
+    def focal(self) -> float:
+        """The focal weight in use (Pix1.0's value when `focal_weight` is unset)."""
+        return FOCAL_WEIGHTS["Pix1.0"] if self.focal_weight is None else self.focal_weight
 
 
 @dataclass
@@ -171,6 +182,8 @@ class TrainConfig:
             if getattr(self, kind) is not None:
                 self.model_config(kind)
         tracker = self.tracker
+        if tracker is not None and tracker.loss.focal_weight is None:
+            tracker.loss.focal_weight = FOCAL_WEIGHTS[self.data.selection]
         if tracker is not None and tracker.hits == "learned":
             if tracker.filter_checkpoint is None and self.hit_filter is None:
                 raise ConfigError(

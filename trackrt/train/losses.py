@@ -70,7 +70,7 @@ def layer_loss(
         dice = _zero_like_graph(assignment_logits)
     terms = {
         "valid": weights.valid_weight * valid,
-        "focal": weights.focal_weight * focal,
+        "focal": weights.focal * focal,
         "dice": weights.dice_weight * dice,
     }
     terms["total"] = terms["valid"] + terms["focal"] + terms["dice"]

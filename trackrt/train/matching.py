@@ -81,8 +81,7 @@ def matching_cost(
     cost = (
         weights.valid_weight * valid_cost
         + weights.dice_weight * pairwise_dice_cost(assignment_logits, target_masks, hit_mask)
-        + weights.focal_weight
-        * pairwise_focal_cost(assignment_logits, target_masks, weights.focal_gamma, hit_mask)
+        + weights.focal * pairwise_focal_cost(assignment_logits, target_masks, weights.focal_gamma, hit_mask)
     )
     cost = torch.nan_to_num(cost, nan=weights.absent_query_cost, posinf=weights.absent_query_cost)
     if query_mask is not None:
