@@ -175,7 +175,7 @@ def environment(device: str) -> dict[str, object]:
     info: dict[str, object] = {
         "device": device, "python": platform.python_version(), "torch": torch.__version__,
         "numpy": np.__version__, "platform": platform.platform(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": _cpu_model(), "load_average_1min_at_start": os.getloadavg()[0],
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "cuda_graphs": False, "host_device_copies_timed": False,
     }
@@ -193,6 +193,16 @@ def environment(device: str) -> dict[str, object]:
 
 
 PLOTTED = [("mean_ms", "mean latency [ms]", 1.0), ("peak_extra_bytes", "peak extra memory [MiB]", 2**-20)]
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
@@ -234,8 +244,8 @@ def int_list(text: str) -> list[int]:
               help="Default: float16 on GPU, float32 on CPU.")
 @click.option("--heads", default=8, show_default=True)
 @click.option("--head-dim", default=32, show_default=True)
-@click.option("--warmup", default=None, type=int, help="Default: 5 GPU, 1 CPU.")
-@click.option("--iters", default=None, type=int, help="Default: 50 GPU, 5 CPU.")
+@click.option("--warmup", default=None, type=int, help="Default: 5 GPU, 2 CPU.")
+@click.option("--iters", default=None, type=int, help="Default: 50 GPU, 10 CPU.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=RESULTS, show_default=True)
 def main(device: str, sizes: str | None, windows: str, encoder_window: int, encoder_sizes: str | None,
          backends: str | None, dtype: str | None, heads: int, head_dim: int, warmup: int | None,
@@ -248,8 +258,9 @@ def main(device: str, sizes: str | None, windows: str, encoder_window: int, enco
     default_backends = "triton,dense,flex,gathered" if gpu else "dense,gathered,blocked"
     backend_list = (backends or default_backends).split(",")
     torch_dtype = getattr(torch, dtype or ("float16" if gpu else "float32"))
-    warmup = warmup if warmup is not None else (5 if gpu else 1)
-    iters = iters if iters is not None else (50 if gpu else 5)
+    warmup = warmup if warmup is not None else (5 if gpu else 2)
+    iters = iters if iters is not None else (50 if gpu else 10)
+    info = environment(device)
     rows = []
     encoder_list = int_list(encoder_sizes) if encoder_sizes else size_list
     for case in cases(size_list, int_list(windows), encoder_window, encoder_list):
@@ -261,7 +272,7 @@ def main(device: str, sizes: str | None, windows: str, encoder_window: int, enco
         "timed": __doc__.split("\n\n")[1].replace("\n", " "),
         "settings": {"dtype": str(torch_dtype).removeprefix("torch."), "heads": heads, "head_dim": head_dim,
                      "wrap": True, "warmup": warmup, "iters": iters, "backends": backend_list},
-        "environment": environment(device), "results": rows,
+        "environment": {**info, "load_average_1min_at_end": os.getloadavg()[0]}, "results": rows,
     }
     (out / f"lsca_kernel_{label}.json").write_text(json.dumps(result, indent=2) + "\n")
     hardware = result["environment"].get("gpu") or result["environment"]["cpu"]

@@ -47,7 +47,8 @@ def current_export_mode() -> ExportMode:
     return _export_mode[-1]
 
 
-def _exporting() -> bool:
+def _tracing() -> bool:
+    """True under ONNX export or torch.compile: no data-dependent checks or Python loops then."""
     return torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
 
 
@@ -137,7 +138,7 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centers: to
         raise ValueError(f"centers must be [B={b}, Q={nq}] (or [Q]), got {tuple(centers.shape)}")
     if key_lengths is not None and (key_lengths.dim() != 1 or key_lengths.shape[0] != b):
         raise ValueError(f"key_lengths must be [B={b}], got {tuple(key_lengths.shape)}")
-    if not _exporting() and centers.numel():
+    if not _tracing() and centers.numel():
         n = k.shape[2]
         if int(centers.min()) < 0 or int(centers.max()) >= n:
             raise ValueError(f"centers must lie in [0, N={n}), got range [{int(centers.min())}, "
@@ -212,7 +213,7 @@ def _blocked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centers: torch.T
     else:
         start = torch.clamp(torch.minimum(lo, torch.full_like(lo, n - band)), min=0)
     qb = F.pad(q, (0, 0, 0, pad)).reshape(b, h, num_blocks, block, d)
-    if _exporting():
+    if _tracing():
         out = _blocked_chunk(qb, k, v, c, start, band, lengths, half, wrap, scale)
     else:
         chunk = max(1, _BLOCKED_MAX_SCORES // max(1, b * h * block * band))
