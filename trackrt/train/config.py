@@ -88,7 +88,10 @@ class QueryConfig:
 
 @dataclass
 class DataConfig:
-    """Event directories (TrackML CSV), the sample cache and the target selection."""
+    """Event directories (TrackML CSV), the sample cache and the target selection.
+
+    `pileup` (⟨μ⟩ of the training events, if known) is recorded in the checkpoints' metadata.
+    """
 
     train_dir: str = ""
     val_dir: str | None = None
@@ -96,8 +99,11 @@ class DataConfig:
     selection: Literal["Pix1.0", "Pix0.6"] = "Pix1.0"
     max_train_events: int | None = None
     max_val_events: int | None = None
+    pileup: float | None = None
 
     def __post_init__(self) -> None:
+        if self.pileup is not None and self.pileup < 0:
+            raise ConfigError(f"data.pileup must be ≥ 0, got {self.pileup}")
         if not self.train_dir:
             raise ConfigError("data.train_dir: a directory of training events is required")
         for name in ("max_train_events", "max_val_events"):

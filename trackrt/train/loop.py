@@ -165,9 +165,11 @@ def _clip_gradients(model: torch.nn.Module, max_norm: float) -> float:
 
 
 def _metadata(config: TrainConfig, name: str) -> dict[str, Any]:
+    """What every checkpoint of a run records: stage, selection, ⟨μ⟩, seed and the full train config."""
     return {
         "stage": name,
         "selection": config.data.selection,
+        "pileup": config.data.pileup,
         "seed": config.seed,
         "train_config": to_dict(config),
     }
