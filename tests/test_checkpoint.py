@@ -18,13 +18,17 @@ from trackrt.train.checkpoint import (
     read_checkpoint_config,
     save_checkpoint,
 )
-from trackrt.train.schedule import warmup_cosine_scheduler
+from trackrt.train.schedule import warmup_cosine_factor
 
 
 def _hit_filter() -> tuple[HitFilter, object]:
     torch.manual_seed(0)
     config = preset("tiny", "hit_filter", overrides={"hit_threshold": 0.3})
     return HitFilter(config), config
+
+
+def _scheduler(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine_factor(step, 2, 10, 0.1))
 
 
 def _features(config: object, n: int = 40) -> torch.Tensor:
@@ -77,7 +81,7 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     model, config = _hit_filter()
     x = _features(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    scheduler = warmup_cosine_scheduler(optimizer, 2, 10, 0.1)
+    scheduler = _scheduler(optimizer)
     _train_steps(model, optimizer, scheduler, x, 3)
     save_checkpoint(
         tmp_path / "ckpt",
@@ -94,7 +98,7 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     resumed, _ = load_checkpoint(tmp_path / "ckpt")
     resumed.train()
     optimizer2 = torch.optim.AdamW(resumed.parameters(), lr=1e-2)
-    scheduler2 = warmup_cosine_scheduler(optimizer2, 2, 10, 0.1)
+    scheduler2 = _scheduler(optimizer2)
     state = load_train_state(tmp_path / "ckpt", optimizer2, scheduler2)
     assert (state.step, state.epoch, state.progress) == (3, 1, {"position": 7})
     _train_steps(resumed, optimizer2, scheduler2, x, 2)

@@ -39,6 +39,15 @@ def samples(simulator: EventSimulator) -> list:
     return [make_sample(simulator.simulate(event_id, 11), SELECTION) for event_id in (1, 2, 3)]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small models run fastest single-threaded on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class FixedFilter(torch.nn.Module):
     """A stand-in hit filter whose logit is a fixed function of the hit features."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from trackrt.train.evaluate import evaluate_directory
 from trackrt.train.loop import train
 from trackrt.train.queries import training_query_indices
 from trackrt.train.records import read_metrics_log
+from trackrt.train.schedule import warmup_cosine_factor
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny.yaml"
@@ -293,10 +295,18 @@ def test_overfit_one_event_reaches_full_efficiency(
     assert validation["tracking_only.fake_rate"] <= 0.01
 
 
+def test_learning_rate_schedule() -> None:
+    factors = [warmup_cosine_factor(step, 4, 14, 0.1) for step in range(16)]
+    assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert factors[4] == 1.0 and factors[9] == pytest.approx(0.55)
+    assert factors[14] == pytest.approx(0.1) and factors[15] == pytest.approx(0.1)
+    assert all(a >= b for a, b in itertools.pairwise(factors[4:]))
+
+
 def test_steps_per_stage() -> None:
     stage = dataclasses.replace(load_train_config(TINY).tracker, epochs=3)
     assert loop.total_steps(stage, 5) == 15
     stage.optim.grad_accumulation = 2
-    assert loop.total_steps(stage, 5) == 9
+    assert loop.total_steps(stage, 5) == 8
     stage.max_steps = 4
     assert loop.total_steps(stage, 5) == 4

@@ -58,9 +58,11 @@ class StageSpec:
 
 
 def total_steps(stage: StageConfig, num_events: int) -> int:
-    """Optimiser steps of a stage: epochs × ⌈events / accumulation⌉, capped by `max_steps`."""
-    per_epoch = math.ceil(num_events / stage.optim.grad_accumulation)
-    steps = stage.epochs * per_epoch
+    """Optimiser steps of a stage: ⌈epochs × events / accumulation⌉, capped by `max_steps`.
+
+    Accumulation groups consecutive events of the seeded order and may span an epoch boundary.
+    """
+    steps = math.ceil(stage.epochs * num_events / stage.optim.grad_accumulation)
     return min(steps, stage.max_steps) if stage.max_steps is not None else steps
 
 
@@ -100,21 +102,8 @@ def run_stage(spec: StageSpec, config: TrainConfig, device: torch.device, resume
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
-        used = 0
-        for micro in range(optim.grad_accumulation):
-            state.epoch, index = event_at(
-                state.step * optim.grad_accumulation + micro, num_events, config.seed
-            )
-            with torch.autocast(**autocast):
-                result = spec.step(model, spec.samples[index])
-            if result is None or not torch.isfinite(result[0].detach()):
-                skipped += 1
-                continue
-            loss, items = result
-            (loss / optim.grad_accumulation).backward()
-            used += 1
-            for name, value in items.items():
-                window[name].append(value)
+        used, failed = _accumulate_gradients(spec, model, state, num_events, config.seed, autocast, window)
+        skipped += failed
         grad_norm = _clip_gradients(model, optim.grad_clip)
         if used and math.isfinite(grad_norm):
             optimizer.step()
@@ -153,6 +142,36 @@ def run_stage(spec: StageSpec, config: TrainConfig, device: torch.device, resume
             )
     bar.close()
     return model.eval()
+
+
+def _accumulate_gradients(
+    spec: StageSpec,
+    model: torch.nn.Module,
+    state: TrainState,
+    num_events: int,
+    seed: int,
+    autocast: dict[str, Any],
+    window: dict[str, list[float]],
+) -> tuple[int, int]:
+    """Forward + backward over the events of optimiser step `state.step`; returns (used, skipped) events.
+
+    Events without hits or with a non-finite loss are skipped; per-event log items go into `window`.
+    """
+    accumulation = spec.stage.optim.grad_accumulation
+    used = skipped = 0
+    for micro in range(accumulation):
+        state.epoch, index = event_at(state.step * accumulation + micro, num_events, seed)
+        with torch.autocast(**autocast):
+            result = spec.step(model, spec.samples[index])
+        if result is None or not torch.isfinite(result[0].detach()):
+            skipped += 1
+            continue
+        loss, items = result
+        (loss / accumulation).backward()
+        used += 1
+        for name, value in items.items():
+            window[name].append(value)
+    return used, skipped
 
 
 def _clip_gradients(model: torch.nn.Module, max_norm: float) -> float:
