@@ -154,6 +154,38 @@ def test_compiles_to_ptx_with_the_aot_signature(dtype):
 
 
 torch = pytest.importorskip("torch")
+
+
+def test_autograd_wrapper_backward_matches_dense(monkeypatch):
+    """The Function's backward (recompute through PyTorch) on CPU, with the kernel swapped for `gathered`."""
+    from trackrt.model.attention import local_window_attention
+    from trackrt.plugins.lsca import triton_ops
+
+    def forward_on_cpu(q, k, v, centers, window, wrap, scale=None, key_lengths=None, config=None):
+        return local_window_attention(q, k, v, centers, window, wrap, key_lengths, scale, backend="gathered")
+
+    monkeypatch.setattr(triton_ops, "lsca_forward", forward_on_cpu)
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(2, 2, size, 8, generator=g, dtype=torch.float64) for size in (12, 50, 50))
+    centers = torch.from_numpy(np.broadcast_to(strided_centers_np(12, 50), (2, 12)).copy())
+    lengths = torch.tensor([50, 31])
+    weights = torch.randn(2, 2, 12, 8, generator=g, dtype=torch.float64)
+    for needs in [(True, True, True), (False, True, False)]:
+        grads = {}
+        for name in ("dense", "wrapper"):
+            leaves = [t.clone().requires_grad_(need) for t, need in zip((q, k, v), needs, strict=True)]
+            if name == "dense":
+                out = local_window_attention(*leaves, centers, 10, True, lengths, backend="dense")
+            else:
+                out = triton_ops.lsca_triton(*leaves, centers, 10, True, None, lengths)
+            (out * weights).sum().backward()
+            grads[name] = [t.grad for t in leaves]
+        for expected, got, need in zip(grads["dense"], grads["wrapper"], needs, strict=True):
+            assert (got is None) == (not need)
+            if need:
+                torch.testing.assert_close(got, expected, atol=1e-10, rtol=1e-8)
+
+
 gpu = pytest.mark.skipif(not (HAS_TRITON and torch.cuda.is_available()), reason="needs CUDA and Triton")
 
 
