@@ -143,8 +143,7 @@ def test_evaluate_samples_reports_filter_and_both_modes(samples: list) -> None:
     assert set(evaluation.tracking) == {"tracking_only", "filter_and_tracking"}
     expected = filter_counts(FixedFilter(), samples, 0.5, torch.device("cpu"))
     assert evaluation.filter_counts == expected
-    summary = evaluation.summary()
-    assert summary["events"] == 3 and summary["hit_filter"]["threshold"] == 0.5
+    assert evaluation.event_ids == [s.event_id for s in samples] and evaluation.filter_threshold == 0.5
 
 
 def test_evaluate_cli_writes_metrics_and_plots(simulator: EventSimulator, tmp_path: Path) -> None:

@@ -1,1 +1,11 @@
-"""Training: Hungarian matching, losses, the training loop and safetensors checkpoints."""
+"""Training: Hungarian matching, losses, the training loop and safetensors checkpoints.
+
+Public entry points (import from the submodules; this package imports nothing itself):
+- `trackrt.train.config.TrainConfig` (YAML via `trackrt.train.cli.load_train_config`);
+- `trackrt.train.loop.train(config, resume=False)` → final checkpoint per stage;
+- `trackrt.train.checkpoint.save_checkpoint` / `load_checkpoint(path) -> (model, CheckpointConfig)` /
+  `read_checkpoint_config`;
+- `trackrt.train.evaluate.evaluate_directory` (what `trackrt evaluate` runs);
+- `trackrt.train.matching` / `trackrt.train.losses` (DESIGN §4 cost and losses);
+- `trackrt.train.queries.training_query_indices` (how dynamic queries are formed in training).
+"""

@@ -67,12 +67,14 @@ def filter_probabilities(hit_filter: torch.nn.Module, sample: Sample, device: to
 class HitSelection:
     """Which hits the tracker gets: the ideal truth filter (`hit_filter` None) or a learned one.
 
-    Tracker targets are computed once per event and kept in memory (the filter is frozen).
+    With `cache`, tracker targets are computed once per event id and kept in memory (the filter is
+    frozen during tracker training); evaluation passes `cache=False`.
     """
 
     hit_filter: torch.nn.Module | None = None
     threshold: float = 0.5
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    cache: bool = True
     _cache: dict[int, TrackerTargets] = field(default_factory=dict, repr=False)
 
     def kept(self, sample: Sample) -> np.ndarray | None:
@@ -82,7 +84,9 @@ class HitSelection:
         return filter_probabilities(self.hit_filter, sample, self.device) >= self.threshold
 
     def targets(self, sample: Sample) -> TrackerTargets:
-        """Tracker targets of `sample` on the selected hits (cached by event id)."""
+        """Tracker targets of `sample` on the selected hits."""
+        if not self.cache:
+            return tracker_targets(sample, self.kept(sample))
         if sample.event_id not in self._cache:
             self._cache[sample.event_id] = tracker_targets(sample, self.kept(sample))
         return self._cache[sample.event_id]

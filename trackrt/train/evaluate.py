@@ -172,15 +172,6 @@ class Evaluation:
     filter_threshold: float | None
     event_ids: list[int] = field(default_factory=list)
 
-    def summary(self) -> dict[str, Any]:
-        """Overall numbers only (for training logs)."""
-        out: dict[str, Any] = {"events": len(self.event_ids)}
-        for mode, metrics in self.tracking.items():
-            out[mode] = metrics.summary()
-        if self.filter_counts is not None:
-            out["hit_filter"] = {"threshold": self.filter_threshold, **self.filter_counts.summary()}
-        return out
-
 
 def evaluate_samples(
     samples: Iterable[Sample],
@@ -193,12 +184,12 @@ def evaluate_samples(
     progress: bool = False,
 ) -> Evaluation:
     """Run the tracker on each sample with the truth filter and, given `hit_filter`, with the learned one."""
-    selections = {"tracking_only": HitSelection()}
+    selections = {"tracking_only": HitSelection(cache=False)}
     counts = None
     if hit_filter is not None:
         if filter_threshold is None:
             raise ValueError("filter_threshold: required with a hit filter")
-        selections["filter_and_tracking"] = HitSelection(hit_filter, filter_threshold, device)
+        selections["filter_and_tracking"] = HitSelection(hit_filter, filter_threshold, device, cache=False)
         counts = FilterCounts()
     per_mode: dict[str, list[TrackingMetrics]] = {mode: [] for mode in selections}
     event_ids = []

@@ -32,17 +32,16 @@ def training_query_indices(
     seed_logits = np.asarray(seed_logits, dtype=np.float64)
     if len(seed_logits) == 0:
         return np.zeros(0, dtype=np.int64)
-    predicted = select_seeds(seed_logits, threshold, None)
-    if not include_true_seeds:
-        chosen = select_seeds(seed_logits, threshold, max_queries)
-    else:
+    if include_true_seeds:
         true = np.flatnonzero(np.asarray(seed_targets, dtype=bool))
-        extra = np.setdiff1d(predicted, true, assume_unique=True)
+        extra = np.setdiff1d(select_seeds(seed_logits, threshold, None), true, assume_unique=True)
         room = max(max_queries - len(true), 0)
         if len(extra) > room:
             by_score = np.argsort(-seed_logits[extra], kind="stable")
             extra = extra[by_score[:room]]
         chosen = np.union1d(true, extra)
+    else:
+        chosen = select_seeds(seed_logits, threshold, max_queries)
     if len(chosen) == 0:
         chosen = np.array([int(np.argmax(seed_logits))])
     return np.sort(chosen).astype(np.int64)

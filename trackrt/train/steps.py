@@ -42,7 +42,8 @@ def tracker_step(
     """Tracker loss on one event's selected hits (Hungarian matching per decoder layer + seed loss).
 
     Dynamic-query variants take their queries from `training_query_indices`; `fq-ma` uses its learned
-    queries and gets no seed loss (the 2024 baseline has no seed head). None for an event with no hits.
+    queries and gets no seed loss (the 2024 baseline has no seed head). None (the loop skips the
+    event) when there are no hits or the seed logits are not finite.
     """
     num_hits = len(targets.hit_index)
     if num_hits == 0:
@@ -51,6 +52,8 @@ def tracker_step(
     target_masks = torch.from_numpy(targets.assignment_matrix()).to(device)
     seed_targets = targets.seed_target
     hit_embeddings, seed_logits = model.encode(features)
+    if not bool(torch.isfinite(seed_logits).all()):
+        return None
     query_indices = None
     if config.dynamic_queries:
         threshold = stage.queries.seed_threshold
