@@ -223,6 +223,12 @@ def _blocked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centers: torch.T
     return out.reshape(b, h, num_blocks * block, d)[:, :, :nq]
 
 
+def _query_block(num_queries: int, num_keys: int) -> int:
+    """Queries per block: small when the stride N/Q is large, so the key band stays close to the windows."""
+    stride = num_keys / max(num_queries, 1)
+    return 16 if stride >= 4 else 32 if stride >= 1.5 else _BLOCKED_QUERY_BLOCK
+
+
 def _blocked_chunk(qb: torch.Tensor, k: torch.Tensor, v: torch.Tensor, c: torch.Tensor, start: torch.Tensor,
                    band: int, lengths: torch.Tensor, half: int, wrap: bool, scale: float) -> torch.Tensor:
     """One chunk of query blocks [B, H, nb, block, D] against their key bands."""
@@ -361,8 +367,11 @@ def _local_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, c
         backend = _auto_backend(q, k.shape[2], sliding)
     s = _scale_value(scale, q.shape[-1])
     if backend == "blocked":
-        band = window + _BLOCKED_QUERY_BLOCK if sliding else None
-        return _blocked(q, k, v, centers, window, wrap, key_lengths, s, band=band)
+        if sliding:  # static band, so it also exports with dynamic N
+            band, block = window + _BLOCKED_QUERY_BLOCK, _BLOCKED_QUERY_BLOCK
+        else:
+            band, block = None, _query_block(q.shape[2], k.shape[2])
+        return _blocked(q, k, v, centers, window, wrap, key_lengths, s, band=band, block=block)
     return _BACKEND_FUNCTIONS[backend](q, k, v, centers, window, wrap, key_lengths, s)
 
 
