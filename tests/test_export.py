@@ -261,25 +261,61 @@ def test_masked_attention_decoders_export_check_and_match(masked_decoder, checkp
         )
 
 
-def test_validate_cli_on_simulated_events(plugin_artifact, trackml_dir, tmp_path):
+@pytest.fixture(scope="module")
+def simulated_events(trackml_dir, tmp_path_factory) -> Path:
+    """Two small simulated events (sizes other than the trace's 613 hits)."""
     from trackrt.data.simulate import SimulationConfig, simulate_event
     from trackrt.data.trackml import write_event
 
-    events = tmp_path / "events"
+    events = tmp_path_factory.mktemp("events")
     for event_id, pileup in ((1, 1.0), (2, 3.0)):
         write_event(
             events, simulate_event(SimulationConfig(pileup=pileup, detector=str(trackml_dir)), event_id, 5)
         )
+    return events
+
+
+def test_validate_cli_on_simulated_events(plugin_artifact, simulated_events, tmp_path):
     report = tmp_path / "validation.json"
     result = CliRunner().invoke(
-        validate_command, [str(plugin_artifact), "--events", str(events), "--json", str(report)]
+        validate_command, [str(plugin_artifact), "--events", str(simulated_events), "--json", str(report)]
     )
     assert result.exit_code == 0, result.output
     assert "✓ tracker_decoder.assignment_logits" in result.output and "PASSED" in result.output
     data = json.loads(report.read_text())
-    assert data["passed"] and len(data["events"]) == 2
+    assert data["passed"] and len(data["events"]) == 2 and data["traced_with"]["num_hits"] == 613
     sizes = {e["num_hits"] for e in data["events"]}
     assert 613 not in sizes and len(sizes) == 2
     assert all(
         e["tracks_identical"] and e["metrics"]["torch"] == e["metrics"]["onnxruntime"] for e in data["events"]
     )
+
+
+def test_runtime_on_the_artifact_builds_the_same_tracks_as_pytorch(plugin_artifact, simulated_events):
+    """The deployed runtime (ONNX Runtime backend) and the checkpoints in PyTorch give the same tracks."""
+    from trackrt.data.features import phi_sort_order
+    from trackrt.data.trackml import iter_events
+    from trackrt.export.validate import Pipeline, load_torch_chain
+    from trackrt.runtime import Tracker
+
+    artifact = read_artifact_json(plugin_artifact)
+    pipeline, torch_chain = Pipeline(artifact), load_torch_chain(artifact, None, None)
+    with Tracker.load(plugin_artifact, backend="onnxruntime", device="cpu", threads=1) as tracker:
+        for event in iter_events(simulated_events, parts=("hits",), pixel_only=True):
+            hits = event.hits.iloc[phi_sort_order(event.hits)].reset_index(drop=True)
+            reference = pipeline.run(torch_chain, hits)
+            kept_ids = hits["hit_id"].to_numpy()[reference.kept]
+            expected = _partition(kept_ids, reference.track_of_hit)
+            result = tracker.reconstruct(event.hits, event_id=event.event_id)
+            tracks = result.tracks
+            assert _partition(tracks["hit_id"].to_numpy(), tracks["track_id"].to_numpy()) == expected
+            assert result.num_queries == len(reference.query_indices)
+
+
+def _partition(hit_ids: np.ndarray, track_ids: np.ndarray) -> set[frozenset[int]]:
+    """Tracks as sets of hit ids (independent of track numbering)."""
+    groups: dict[int, set[int]] = {}
+    for hit, track in zip(hit_ids.tolist(), track_ids.tolist(), strict=True):
+        if track >= 0:
+            groups.setdefault(track, set()).add(hit)
+    return {frozenset(g) for g in groups.values()}

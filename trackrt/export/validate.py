@@ -443,9 +443,10 @@ def _metrics(event: Any, hits: pd.DataFrame, run: ChainOutputs, pt_min: float) -
     return values
 
 
-def _load_torch(
+def load_torch_chain(
     artifact: dict[str, Any], checkpoint: Path | None, filter_checkpoint: Path | None
 ) -> TorchChain:
+    """The checkpoints in PyTorch (the ones recorded in artifact.json unless given), sha256 checked."""
     from trackrt.export.exporter import ExportError, load_model
 
     models = artifact["models"]
@@ -503,7 +504,7 @@ def validate_artifact(
     result = ValidationResult(artifact=str(artifact_dir), tolerances=tolerances or Tolerances())
     result.export_sizes = dict(artifact.get("traced_with", {}))
     pipeline = Pipeline(artifact)
-    torch_chain = _load_torch(artifact, checkpoint, filter_checkpoint)
+    torch_chain = load_torch_chain(artifact, checkpoint, filter_checkpoint)
     ort_chain = OnnxRuntimeChain(artifact_dir, artifact)
     for event in iter_validation_events(Path(events_dir), max_events):
         hits = event.hits.iloc[phi_sort_order(event.hits)].reset_index(drop=True)
