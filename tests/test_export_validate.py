@@ -8,14 +8,18 @@ import numpy as np
 import pytest
 
 from trackrt.data.tracks import assign_hits
+from trackrt.export.metadata import checkpoint_sha256
 from trackrt.export.validate import (
     ChainOutputs,
     EventResult,
     OutputComparison,
     Tolerances,
     ValidationError,
+    iter_validation_events,
+    load_torch_chain,
     logit,
     trace_differences,
+    validate_artifact,
 )
 
 
@@ -145,3 +149,32 @@ def test_identical_runs_have_no_differences_and_an_event_passes_on_explained_tie
         metrics={"torch": {"fake_rate": math.nan}, "onnxruntime": {"fake_rate": math.nan}},
     )
     assert event.metrics_identical and event.passed
+
+
+def test_validate_refuses_a_directory_without_artifact_json(tmp_path):
+    with pytest.raises(ValidationError, match=r"no artifact\.json"):
+        validate_artifact(tmp_path, tmp_path)
+
+
+def test_validate_refuses_a_checkpoint_other_than_the_exported_one(tmp_path):
+    torch = pytest.importorskip("torch")
+    from trackrt.model.config import preset
+    from trackrt.train.checkpoint import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    config = preset("tiny", "tracker")
+    path = save_checkpoint(tmp_path / "tracker", build_model(config), config)
+    artifact = {
+        "models": {"tracker": {"checkpoint": str(path), "checkpoint_sha256": checkpoint_sha256(path)}}
+    }
+    assert load_torch_chain(artifact, None, None).hit_filter is None
+    artifact["models"]["tracker"]["checkpoint_sha256"] = "0" * 64
+    with pytest.raises(ValidationError, match="sha256 differs"):
+        load_torch_chain(artifact, None, None)
+    with pytest.raises(ValidationError, match="checkpoint not found"):
+        load_torch_chain(artifact, tmp_path / "elsewhere", None)
+
+
+def test_validate_needs_events(tmp_path):
+    with pytest.raises(ValidationError, match="no TrackML events"):
+        next(iter_validation_events(tmp_path, None))
