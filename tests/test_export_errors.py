@@ -142,3 +142,14 @@ def test_existing_directory_survives_a_failed_forced_export(tracker_checkpoint, 
         export_artifact(tracker_checkpoint, out, force=True)
     assert (out / "artifact.json").read_text() == "{}"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_exporter_crash_names_the_graph_and_leaves_nothing(tracker_checkpoint, tmp_path, monkeypatch):
+    def crash(module, inputs, spec, options):
+        raise RuntimeError("Constraints violated (num_hits)")
+
+    monkeypatch.setattr(exporter, "export_module", crash)
+    result = _run(str(tracker_checkpoint), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    assert "tracker_encoder: the ONNX exporter failed: RuntimeError: Constraints violated" in result.output
+    _assert_nothing_written(tmp_path, tmp_path / "out")

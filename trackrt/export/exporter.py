@@ -161,7 +161,10 @@ def _write_graph(
 ) -> list[tuple[Path, onnx.ModelProto, GraphRole]]:
     """Export one graph and write its file(s); returns (path, model, role) per written file."""
     module, inputs = job.build()
-    model = export_module(module, inputs, job.spec, options)
+    try:
+        model = export_module(module, inputs, job.spec, options)
+    except Exception as exc:  # the dynamo exporter raises many types; name the graph and keep the cause
+        raise ExportError(f"{job.spec.name}: the ONNX exporter failed: {type(exc).__name__}: {exc}") from exc
     set_metadata_props(model, graph_metadata(record, job.model_name, job.spec.name))
     if not has_custom_nodes(model):
         path = directory / job.spec.filename
@@ -261,7 +264,6 @@ def export_artifact(
     record = ExportRecord(
         lsca_mode=options.lsca_mode, opset=options.opset, models=models, versions=tool_versions()
     )
-    record.versions["onnxruntime_function"] = "trackrt.plugins.lsca.onnx_function"
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
@@ -273,8 +275,7 @@ def export_artifact(
                 progress(f"exporting {job.spec.name} ({options.lsca_mode} LSCA, opset {options.opset})")
             written = _write_graph(job, record, options, staging)
             for path, model, role in written:
-                summary.reports.append(check_graph(model, role, job.spec))
-                summary.reports[-1].graph = path.name
+                summary.reports.append(check_graph(model, role, job.spec, name=path.name))
                 summary.files.append(path.name)
             record.graphs[job.spec.name] = _graph_entry(job.spec, job.model_name, written)
         failed = [r for r in summary.reports if not r.passed]

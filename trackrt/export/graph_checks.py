@@ -256,9 +256,11 @@ def check_graph(
     role: GraphRole,
     spec: GraphSpec | None = None,
     tensorrt_versions: Sequence[str] = tuple(SUPPORTED_OPS),
+    name: str | None = None,
 ) -> GraphReport:
     """Run every check on one graph; `role` says which runtime the file is meant for."""
-    name = str(model) if isinstance(model, (str, Path)) else (model.graph.name or "model")
+    if name is None:
+        name = str(model) if isinstance(model, (str, Path)) else (model.graph.name or "model")
     if isinstance(model, (str, Path)):
         model = onnx.load(str(model))
     report = GraphReport(graph=name, role=role)
