@@ -161,7 +161,7 @@ def test_tiny_training_lowers_the_loss(events: dict[str, Path], tmp_path: Path) 
         records = _train_records(tmp_path / "run" / stage / "metrics.jsonl")
         first = np.mean([r["total"] for r in records if r["epoch"] == 0])
         last = np.mean([r["total"] for r in records if r["epoch"] == 11])
-        assert last < 0.85 * first, (stage, first, last)
+        assert last < 0.9 * first, (stage, first, last)
         assert (finals[stage] / "model.safetensors").exists()
     validations = [
         r for r in read_metrics_log(tmp_path / "run" / "tracker" / "metrics.jsonl") if r["type"] == "val"
