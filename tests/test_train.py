@@ -20,6 +20,7 @@ from trackrt.train import loop
 from trackrt.train.checkpoint import load_checkpoint, load_train_state
 from trackrt.train.cli import load_train_config
 from trackrt.train.config import TrainConfig
+from trackrt.train.dataset import event_at, open_samples
 from trackrt.train.evaluate import evaluate_directory
 from trackrt.train.loop import train
 from trackrt.train.queries import training_query_indices
@@ -141,6 +142,32 @@ def test_training_queries_never_empty_for_hits() -> None:
     none = np.zeros(3, dtype=bool)
     assert training_query_indices(logits, none, 0.5, 8).tolist() == [1]
     assert training_query_indices(np.zeros(0), np.zeros(0, dtype=bool), 0.5, 8).tolist() == []
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+
+def test_directories_with_equal_event_names_get_separate_caches(
+    events: dict[str, Path], tmp_path: Path
+) -> None:
+    features = load_train_config(TINY).model_config("tracker").features
+    # "one" holds event 2 of the same simulation as "train"; "val" holds a different event 5.
+    (tmp_path / "renamed").mkdir()
+    for path in events["val"].iterdir():
+        (tmp_path / "renamed" / path.name.replace("000000005", "000000002")).write_bytes(path.read_bytes())
+    one = open_samples(events["one"], tmp_path / "cache", "Pix1.0", features)
+    renamed = open_samples(tmp_path / "renamed", tmp_path / "cache", "Pix1.0", features)
+    assert one[0].event_id == renamed[0].event_id == 2
+    assert one[0].num_hits != renamed[0].num_hits
+    assert len(open_samples(events["train"], tmp_path / "cache", "Pix1.0", features, max_events=2)) == 2
+
+
+def test_event_order_is_a_seeded_permutation_per_epoch() -> None:
+    first = [event_at(i, 5, seed=3) for i in range(10)]
+    assert first == [event_at(i, 5, seed=3) for i in range(10)]
+    assert [e for e, _ in first] == [0] * 5 + [1] * 5
+    assert sorted(i for _, i in first[:5]) == sorted(i for _, i in first[5:]) == [0, 1, 2, 3, 4]
+    assert [i for _, i in first] != [i for _, i in (event_at(k, 5, seed=4) for k in range(10))]
 
 
 # --- training runs -------------------------------------------------------------------------------

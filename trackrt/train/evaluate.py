@@ -276,7 +276,7 @@ def evaluate_directory(
     """Evaluate a tracker checkpoint (and optionally a hit filter) on a directory of TrackML events.
 
     `selection` defaults to the one recorded at training (else `Pix1.0`). Writes `metrics.json` and
-    plots to `out_dir` (default `<tracker_checkpoint>/evaluation`); returns the JSON path.
+    plots to `out_dir` (default: `<tracker_checkpoint>-evaluation` beside it); returns the JSON path.
     """
     device = resolve_device(device)
     tracker, tracker_info = load_checkpoint(tracker_checkpoint, device)
@@ -306,4 +306,5 @@ def evaluate_directory(
         "variant": tracker_info.model.variant,
         "thresholds": tracker_info.thresholds,
     }
-    return write_evaluation(evaluation, out_dir or Path(tracker_checkpoint) / "evaluation", info)
+    default_out = Path(tracker_checkpoint).with_name(Path(tracker_checkpoint).name + "-evaluation")
+    return write_evaluation(evaluation, out_dir or default_out, info)
