@@ -98,7 +98,7 @@ def train(config: Path, resume: bool, assignments: tuple[str, ...], out_dir: str
     "out_dir",
     default=None,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where metrics.json and the plots go (default: CHECKPOINT/evaluation).",
+    help="Where metrics.json and the plots go (default: CHECKPOINT-evaluation beside it).",
 )
 @click.option(
     "--selection",
