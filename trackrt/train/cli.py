@@ -75,6 +75,30 @@ def train(config: Path, resume: bool, assignments: tuple[str, ...], out_dir: str
     finals = run_training(train_config, resume=resume)
     for stage, path in finals.items():
         click.echo(f"{stage}: {path}")
+        summary = _stage_summary(path.parent / "metrics.jsonl", path)
+        if summary:
+            click.echo(f"  {summary}")
+
+
+def _stage_summary(log_path: Path, checkpoint: Path) -> str:
+    """One line with the stage's last validation (tracker) or its threshold calibration (hit filter)."""
+    from trackrt.train.checkpoint import read_checkpoint_config
+    from trackrt.train.records import read_metrics_log
+
+    calibration = read_checkpoint_config(checkpoint).metadata.get("calibration")
+    if calibration:
+        return (
+            f"threshold {calibration['threshold']:.4g}: target-hit efficiency "
+            f"{_percent(calibration['efficiency'])}, purity {_percent(calibration['purity'])}"
+        )
+    validations = [r for r in read_metrics_log(log_path) if r["type"] == "val"] if log_path.exists() else []
+    if not validations or "tracking_only.efficiency" not in validations[-1]:
+        return ""
+    last = validations[-1]
+    return (
+        f"validation at step {last['step']}: DM efficiency {_percent(last['tracking_only.efficiency'])}, "
+        f"fake rate {_percent(last['tracking_only.fake_rate'])}"
+    )
 
 
 @click.command()

@@ -248,7 +248,11 @@ def train_hit_filter(config: TrainConfig, device: torch.device, resume: bool = F
     tuned = dataclasses.replace(model_config, hit_threshold=threshold)
     metadata = {
         **spec.metadata,
-        "calibration": {"target_efficiency": stage.target_efficiency, **counts.summary()},
+        "calibration": {
+            "target_efficiency": stage.target_efficiency,
+            "threshold": threshold,
+            **counts.summary(),
+        },
     }
     return save_checkpoint(final, model, tuned, metadata=metadata)
 
