@@ -24,6 +24,7 @@ from trackrt.train.evaluate import (
     filter_threshold_for_efficiency,
     pool_metrics,
     predict_tracks,
+    seed_statistics,
 )
 
 SELECTION = sample_config("Pix1.0")
@@ -132,6 +133,32 @@ def test_predict_tracks_shapes_and_no_seeds(samples: list, variant: str) -> None
         no_seeds = preset("tiny", "tracker", overrides={"variant": variant, "seed_threshold": 1.0})
         track_of_hit, scores = predict_tracks(tracker, no_seeds, features, torch.device("cpu"))
         assert len(scores) == 0 and np.all(track_of_hit == -1)
+
+
+class PerfectSeeds(torch.nn.Module):
+    """A tracker stand-in whose seed head fires exactly on the given (first) hits."""
+
+    def __init__(self, first_hits: np.ndarray) -> None:
+        super().__init__()
+        self.first_hits = torch.from_numpy(first_hits)
+
+    def encode(self, hit_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = torch.full(hit_features.shape[:2], -20.0)
+        logits[0, self.first_hits] = 20.0
+        return hit_features, logits
+
+
+def test_seed_statistics(samples: list) -> None:
+    sample = next(s for s in samples if s.num_targets >= 2)
+    first_hits = tracker_targets(sample).first_hit
+    config = preset("tiny", "tracker", overrides={"variant": "dq-ma"})
+    stats = seed_statistics(PerfectSeeds(first_hits), config, [sample], torch.device("cpu"))
+    assert stats == {"seed_efficiency": 1.0, "queries_per_event": len(first_hits)}
+    capped = preset("tiny", "tracker", overrides={"variant": "dq-ma", "max_queries": 1})
+    stats = seed_statistics(PerfectSeeds(first_hits), capped, [sample], torch.device("cpu"))
+    assert stats["seed_efficiency"] == pytest.approx(1 / len(first_hits))
+    learned = preset("tiny", "tracker", overrides={"variant": "fq-ma"})
+    assert seed_statistics(PerfectSeeds(first_hits), learned, [sample], torch.device("cpu")) == {}
 
 
 def test_evaluate_samples_reports_filter_and_both_modes(samples: list) -> None:

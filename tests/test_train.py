@@ -194,6 +194,7 @@ def test_tiny_training_lowers_the_loss(events: dict[str, Path], tmp_path: Path) 
         r for r in read_metrics_log(tmp_path / "run" / "tracker" / "metrics.jsonl") if r["type"] == "val"
     ]
     assert validations and "tracking_only.efficiency" in validations[-1]
+    assert 0.0 <= validations[-1]["seed_efficiency"] <= 1.0
     _, filter_info = load_checkpoint(finals["hit_filter"])
     calibration = filter_info.metadata["calibration"]
     assert calibration["efficiency"] >= 0.99
@@ -210,6 +211,7 @@ def test_train_cli_runs_and_resumes(events: dict[str, Path], tmp_path: Path) -> 
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert f"tracker: {tmp_path / 'run' / 'tracker' / 'final'}" in result.output
+    assert "target-hit efficiency" in result.output
     before = (tmp_path / "run" / "tracker" / "final" / "model.safetensors").read_bytes()
     again = CliRunner().invoke(main, [*args, "--resume"])
     assert again.exit_code == 0, again.output

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from trackrt.data.samples import Sample, SampleConfig, make_sample, sample_config
+from trackrt.data.samples import Sample, SampleConfig, make_sample, sample_config, tracker_targets
 from trackrt.data.trackml import PIXEL_VOLUMES, iter_events
 from trackrt.data.tracks import assign_hits, select_seeds
 from trackrt.metrics.plots import plot_metrics
@@ -98,6 +98,38 @@ def predict_tracks(
         config.hit_threshold,
         config.min_hits,
     )
+
+
+@torch.no_grad()
+def seed_statistics(
+    tracker: torch.nn.Module, config: TrackerConfig, samples: Iterable[Sample], device: torch.device
+) -> dict[str, float]:
+    """Seed-head quality on truth-filtered hits: share of target first hits kept as queries; queries/event.
+
+    Selection as at inference (`seed_threshold`, capped at `max_queries`); empty for `fq-ma`.
+    """
+    if not config.dynamic_queries:
+        return {}
+    was_training = tracker.training
+    tracker.eval()
+    found = first_hits = queries = events = 0
+    for sample in samples:
+        targets = tracker_targets(sample)
+        events += 1
+        if len(targets.hit_index) == 0:
+            continue
+        x = torch.from_numpy(np.ascontiguousarray(targets.features))[None].to(device)
+        seeds = select_seeds(
+            tracker.encode(x)[1][0].float().cpu().numpy(), config.seed_threshold, config.max_queries
+        )
+        found += int(targets.seed_target[seeds].sum())
+        first_hits += len(targets.first_hit)
+        queries += len(seeds)
+    tracker.train(was_training)
+    return {
+        "seed_efficiency": found / first_hits if first_hits else math.nan,
+        "queries_per_event": queries / events if events else math.nan,
+    }
 
 
 def event_metrics(

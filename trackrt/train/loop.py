@@ -34,7 +34,12 @@ from trackrt.train.checkpoint import (
 from trackrt.train.config import StageConfig, TrainConfig
 from trackrt.train.dataset import HitSelection, event_at, open_samples
 from trackrt.train.device import resolve_device
-from trackrt.train.evaluate import evaluate_samples, filter_counts, filter_threshold_for_efficiency
+from trackrt.train.evaluate import (
+    evaluate_samples,
+    filter_counts,
+    filter_threshold_for_efficiency,
+    seed_statistics,
+)
 from trackrt.train.losses import hit_filter_loss
 from trackrt.train.records import MetricsLog
 from trackrt.train.schedule import warmup_cosine_factor
@@ -291,7 +296,7 @@ def train_tracker(
         if val is None:
             return {}
         evaluation = evaluate_samples(val, model, model_config, selection, device, hit_filter, threshold)
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = seed_statistics(model, model_config, val, device)
         for mode, metrics in evaluation.tracking.items():
             out[f"{mode}.efficiency"] = metrics.efficiency
             out[f"{mode}.fake_rate"] = metrics.fake_rate
