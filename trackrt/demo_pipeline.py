@@ -242,7 +242,7 @@ def _pileup(config: DemoConfig, models: ShippedModels) -> tuple[float, str]:
         return config.pileup, "--pileup"
     if models.recorded_pileup is not None:
         return models.recorded_pileup, "checkpoint metadata"
-    return DEFAULT_PILEUP, "default (not recorded in the checkpoints)"
+    return DEFAULT_PILEUP, "default, not recorded in the checkpoints"
 
 
 def run_demo(config: DemoConfig, progress: Progress | None = None) -> DemoResult:
