@@ -10,15 +10,9 @@ import torch
 
 from trackrt.model.config import preset
 from trackrt.model.hit_filter import HitFilter
-from trackrt.train.checkpoint import (
-    CheckpointError,
-    TrainState,
-    load_checkpoint,
-    load_train_state,
-    read_checkpoint_config,
-    save_checkpoint,
-)
+from trackrt.train.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_config, save_checkpoint
 from trackrt.train.schedule import warmup_cosine_factor
+from trackrt.train.train_state import TrainState, load_train_state
 
 
 def _hit_filter() -> tuple[HitFilter, object]:

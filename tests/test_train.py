@@ -17,7 +17,7 @@ from trackrt.configuration import ConfigError, from_dict, to_dict
 from trackrt.data.simulate import EventSimulator, SimulationConfig
 from trackrt.data.trackml import Event, write_event
 from trackrt.train import loop
-from trackrt.train.checkpoint import load_checkpoint, load_train_state
+from trackrt.train.checkpoint import load_checkpoint
 from trackrt.train.cli import load_train_config
 from trackrt.train.config import TrainConfig
 from trackrt.train.dataset import event_at, open_samples
@@ -26,6 +26,7 @@ from trackrt.train.loop import train
 from trackrt.train.queries import training_query_indices
 from trackrt.train.records import read_metrics_log
 from trackrt.train.schedule import warmup_cosine_factor
+from trackrt.train.train_state import load_train_state
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny.yaml"

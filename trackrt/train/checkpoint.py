@@ -1,29 +1,33 @@
-"""Checkpoints without pickle: safetensors weights + JSON config, and a resumable training state."""
+"""Model checkpoints without pickle: `model.safetensors` + `config.json`, plus the optional training state."""
 
 from __future__ import annotations
 
-import json
 import os
-import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from trackrt import __version__
 from trackrt.configuration import ConfigError, to_dict
+from trackrt.data.features import FeatureConfig
 from trackrt.model.config import HitFilterConfig, TrackerConfig, config_from_dict, model_kind
-
-FORMAT = "trackrt-checkpoint"
-FORMAT_VERSION = 1
-MODEL_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-STATE_TENSORS_FILE = "train_state.safetensors"
-STATE_JSON_FILE = "train_state.json"
+from trackrt.train.checkpoint_files import (
+    CONFIG_FILE,
+    FORMAT,
+    FORMAT_VERSION,
+    MODEL_FILE,
+    STATE_JSON_FILE,
+    STATE_TENSORS_FILE,
+    CheckpointError,
+    read_json,
+    read_tensors,
+    write_json,
+)
+from trackrt.train.train_state import TrainState, train_state_payload
 
 ModelConfig = HitFilterConfig | TrackerConfig
 
@@ -31,10 +35,6 @@ THRESHOLD_KEYS: dict[str, tuple[str, ...]] = {
     "hit_filter": ("hit_threshold",),
     "tracker": ("seed_threshold", "max_queries", "track_threshold", "hit_threshold", "min_hits"),
 }
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, truncated, of another format, or its weights do not fit its config."""
 
 
 @dataclass
@@ -47,18 +47,9 @@ class CheckpointConfig:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def features(self) -> Any:
+    def features(self) -> FeatureConfig:
         """The hit-feature configuration the model was trained with."""
         return self.model.features
-
-
-@dataclass
-class TrainState:
-    """Progress of a training run: counters, the sampler position and anything else the loop records."""
-
-    step: int = 0
-    epoch: int = 0
-    progress: dict[str, Any] = field(default_factory=dict)
 
 
 def thresholds_of(config: ModelConfig) -> dict[str, float | int]:
@@ -75,31 +66,6 @@ def build_model(config: ModelConfig) -> torch.nn.Module:
     from trackrt.model.tracker import Tracker
 
     return Tracker(config)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing checkpoint file")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: unreadable or truncated JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object at the top level")
-    return data
-
-
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing checkpoint file")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: unreadable or truncated safetensors file ({exc})") from None
 
 
 def _state_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -149,7 +115,7 @@ def save_checkpoint(
     partial.mkdir(parents=True)
     save_file(_state_tensors(model), str(partial / MODEL_FILE), metadata={"format": FORMAT})
     kind = model_kind(config)
-    _write_json(
+    write_json(
         partial / CONFIG_FILE,
         {
             "format": FORMAT,
@@ -166,9 +132,9 @@ def save_checkpoint(
         },
     )
     if optimizer is not None or state is not None:
-        tensors, info = _train_state_payload(optimizer, scheduler, state or TrainState())
+        tensors, info = train_state_payload(optimizer, scheduler, state or TrainState())
         save_file(tensors, str(partial / STATE_TENSORS_FILE), metadata={"format": FORMAT})
-        _write_json(partial / STATE_JSON_FILE, info)
+        write_json(partial / STATE_JSON_FILE, info)
     old = path.with_name(path.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if path.exists():
@@ -183,7 +149,7 @@ def read_checkpoint_config(path: str | Path) -> CheckpointConfig:
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"{path}: not a checkpoint directory")
-    data = _read_json(path / CONFIG_FILE)
+    data = read_json(path / CONFIG_FILE)
     if data.get("format") != FORMAT:
         raise CheckpointError(
             f"{path / CONFIG_FILE}: not a trackrt checkpoint (format {data.get('format')!r})"
@@ -222,98 +188,6 @@ def load_checkpoint(
 
 def load_weights(path: str | Path, model: torch.nn.Module) -> None:
     """Load a checkpoint's `model.safetensors` into `model`, refusing weights that do not fit it."""
-    weights = _read_tensors(Path(path) / MODEL_FILE)
+    weights = read_tensors(Path(path) / MODEL_FILE)
     check_weights_fit(weights, model, Path(path) / MODEL_FILE)
     model.load_state_dict(weights)
-
-
-def _train_state_payload(
-    optimizer: torch.optim.Optimizer | None,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-    state: TrainState,
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split optimiser, scheduler and RNG state into tensors (safetensors) and plain values (JSON)."""
-    tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        for index, cuda_state in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{index}"] = cuda_state
-    info: dict[str, Any] = {
-        "format": FORMAT,
-        "step": state.step,
-        "epoch": state.epoch,
-        "progress": state.progress,
-        "rng": {
-            "python": _jsonable(random.getstate()),
-        },
-        "optimizer": None,
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-    }
-    if optimizer is not None:
-        opt_state = optimizer.state_dict()
-        per_param: dict[str, dict[str, Any]] = {}
-        for index, values in opt_state["state"].items():
-            scalars = {}
-            for name, value in values.items():
-                if isinstance(value, torch.Tensor):
-                    tensors[f"optimizer.{index}.{name}"] = value.detach().to("cpu").contiguous().clone()
-                else:
-                    scalars[name] = value
-            per_param[str(index)] = scalars
-        info["optimizer"] = {"param_groups": _jsonable(opt_state["param_groups"]), "scalars": per_param}
-    return tensors, info
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
-
-
-def _restore_optimizer(
-    optimizer: torch.optim.Optimizer, info: dict[str, Any], tensors: dict[str, torch.Tensor]
-) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    for key, scalars in info["scalars"].items():
-        state[int(key)] = dict(scalars)
-    for name, tensor in tensors.items():
-        if name.startswith("optimizer."):
-            _, index, field_name = name.split(".", 2)
-            state.setdefault(int(index), {})[field_name] = tensor
-    groups = info["param_groups"]
-    for group in groups:
-        if "betas" in group:
-            group["betas"] = tuple(group["betas"])
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
-
-
-def load_train_state(
-    path: str | Path,
-    optimizer: torch.optim.Optimizer | None = None,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    restore_rng: bool = True,
-) -> TrainState:
-    """Restore optimiser, scheduler and (optionally) the global torch/Python RNGs; return the progress."""
-    path = Path(path)
-    info = _read_json(path / STATE_JSON_FILE)
-    tensors = _read_tensors(path / STATE_TENSORS_FILE)
-    if optimizer is not None:
-        if info.get("optimizer") is None:
-            raise CheckpointError(f"{path / STATE_JSON_FILE}: no optimiser state to resume from")
-        try:
-            _restore_optimizer(optimizer, info["optimizer"], tensors)
-        except (KeyError, ValueError, RuntimeError) as exc:
-            raise CheckpointError(f"{path}: optimiser state does not fit this model ({exc})") from None
-    if scheduler is not None and info.get("scheduler") is not None:
-        scheduler.load_state_dict(info["scheduler"])
-    if restore_rng:
-        torch.set_rng_state(tensors["rng.torch"])
-        cuda_states = [
-            tensors[f"rng.cuda.{i}"] for i in range(torch.cuda.device_count()) if f"rng.cuda.{i}" in tensors
-        ]
-        if cuda_states and len(cuda_states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda_states)
-        py = info["rng"]["python"]
-        random.setstate((py[0], tuple(py[1]), py[2]))
-    return TrainState(step=int(info["step"]), epoch=int(info["epoch"]), progress=info.get("progress", {}))

@@ -23,14 +23,7 @@ from tqdm import tqdm
 
 from trackrt.configuration import to_dict
 from trackrt.data.samples import Sample, sample_config
-from trackrt.train.checkpoint import (
-    TrainState,
-    build_model,
-    load_checkpoint,
-    load_train_state,
-    load_weights,
-    save_checkpoint,
-)
+from trackrt.train.checkpoint import build_model, load_checkpoint, load_weights, save_checkpoint
 from trackrt.train.config import StageConfig, TrainConfig
 from trackrt.train.dataset import HitSelection, event_at, open_samples
 from trackrt.train.device import resolve_device
@@ -44,6 +37,7 @@ from trackrt.train.losses import hit_filter_loss
 from trackrt.train.records import MetricsLog
 from trackrt.train.schedule import warmup_cosine_factor
 from trackrt.train.steps import StepResult, hit_filter_step, tracker_step
+from trackrt.train.train_state import TrainState, load_train_state
 
 StepFn = Callable[[torch.nn.Module, Sample], StepResult | None]
 ValidateFn = Callable[[torch.nn.Module], dict[str, Any]]
