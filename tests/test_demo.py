@@ -133,7 +133,7 @@ def test_missing_checkpoints_are_named_one_by_one(tmp_path):
     empty = tmp_path / "checkpoints"
     empty.mkdir()
     result = CliRunner().invoke(main, ["demo", "--checkpoints", str(empty), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     for name in (HIT_FILTER_DIR, *TRACKER_DIRS.values()):
         assert str(empty / name) in result.output
     assert "--checkpoints DIR" in result.output
@@ -174,7 +174,7 @@ def test_missing_detector_is_reported_before_anything_is_written(checkpoints, tm
         str(nowhere),
     ]
     result = CliRunner().invoke(main, args)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "detectors.csv" in result.output and "--detector" in result.output
     assert not (tmp_path / "o").exists()
 

@@ -9,6 +9,12 @@ import click
 from trackrt.demo_pipeline import VARIANTS
 
 
+class DemoSetupError(click.ClickException):
+    """The demo could not run (missing checkpoints or detector, failed export); exit code 2."""
+
+    exit_code = 2
+
+
 @click.command("demo")
 @click.option(
     "--out",
@@ -67,7 +73,8 @@ def demo(
 ) -> None:
     """Run the main job on embedded defaults: simulate, export, reconstruct, print metrics and latency.
 
-    Exit code 0 when every event of every variant was reconstructed, 1 when some failed.
+    Exit code 0: every event of every variant reconstructed; 1: some events failed (see each run's
+    errors.jsonl); 2: nothing could run (missing checkpoints or detector, failed export).
     """
     from trackrt.demo_pipeline import DemoConfig, DemoError, default_checkpoints_dir, run_demo
     from trackrt.demo_report import format_report
@@ -85,7 +92,7 @@ def demo(
         )
         result = run_demo(config, progress=lambda message: click.echo(message, err=True))
     except DemoError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise DemoSetupError(str(exc)) from None
     click.echo(format_report(result))
     if result.failed_events:
         raise SystemExit(1)
