@@ -17,15 +17,13 @@ from trackrt.data.trackml import write_event
 from trackrt.model.config import preset
 from trackrt.train.checkpoint import build_model, save_checkpoint
 from trackrt.train.evaluate import (
-    FilterCounts,
     evaluate_samples,
     event_metrics,
-    filter_counts,
-    filter_threshold_for_efficiency,
     pool_metrics,
     predict_tracks,
     seed_statistics,
 )
+from trackrt.train.filter_metrics import FilterCounts, filter_counts, filter_threshold_for_efficiency
 
 SELECTION = sample_config("Pix1.0")
 

@@ -16,7 +16,7 @@ from trackrt.cli import main
 from trackrt.configuration import ConfigError, from_dict, to_dict
 from trackrt.data.simulate import EventSimulator, SimulationConfig
 from trackrt.data.trackml import Event, write_event
-from trackrt.train import loop
+from trackrt.train import stage_runner
 from trackrt.train.checkpoint import load_checkpoint
 from trackrt.train.cli import load_train_config
 from trackrt.train.config import TrainConfig
@@ -232,13 +232,13 @@ def test_resume_continues_exactly_where_it_stopped(
 
     straight = train(config(tmp_path / "straight"))["tracker"]
 
-    real_save = loop.save_checkpoint
+    real_save = stage_runner.save_checkpoint
 
     def save_then_stop(*args, **kwargs):
         real_save(*args, **kwargs)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_stop)
+    monkeypatch.setattr(stage_runner, "save_checkpoint", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         train(config(tmp_path / "resumed"))
     monkeypatch.undo()
@@ -335,8 +335,8 @@ def test_learning_rate_schedule() -> None:
 
 def test_steps_per_stage() -> None:
     stage = dataclasses.replace(load_train_config(TINY).tracker, epochs=3)
-    assert loop.total_steps(stage, 5) == 15
+    assert stage_runner.total_steps(stage, 5) == 15
     stage.optim.grad_accumulation = 2
-    assert loop.total_steps(stage, 5) == 8
+    assert stage_runner.total_steps(stage, 5) == 8
     stage.max_steps = 4
-    assert loop.total_steps(stage, 5) == 4
+    assert stage_runner.total_steps(stage, 5) == 4
