@@ -79,7 +79,8 @@ def export_variants(models: dict[str, Path], scratch: Path) -> dict[str, Path]:
     artifacts = {}
     for variant in VARIANTS:
         out = scratch / "artifacts" / variant
-        export_artifact(models[variant], out, models["hit_filter"], ExportOptions(), force=True)
+        options = ExportOptions(lsca_mode="onnx")  # the fast ONNX Runtime CPU form (docs/export.md)
+        export_artifact(models[variant], out, models["hit_filter"], options, force=True)
         artifacts[variant] = out
     return artifacts
 

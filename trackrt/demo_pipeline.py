@@ -201,14 +201,22 @@ def simulate(config: DemoConfig, pileup: float, events_dir: Path) -> Path:
 
 
 def export_variant(models: ShippedModels, variant: str, artifact_dir: Path) -> float:
-    """Export the variant's tracker with the hit filter to `artifact_dir`; returns the seconds it took."""
+    """Export the variant's tracker with the hit filter to `artifact_dir`; returns the seconds it took.
+
+    LSCA is lowered to standard ops: that is the fast form for ONNX Runtime on a CPU (docs/export.md);
+    the plugin form is what TensorRT takes.
+    """
     from trackrt.export.config import ExportOptions
     from trackrt.export.exporter import ExportError, export_artifact
 
     start = time.perf_counter()
     try:
         export_artifact(
-            models.trackers[variant], artifact_dir, models.hit_filter, ExportOptions(), force=True
+            models.trackers[variant],
+            artifact_dir,
+            models.hit_filter,
+            ExportOptions(lsca_mode="onnx"),
+            force=True,
         )
     except ExportError as exc:
         raise DemoError(f"export of {variant} failed: {exc}") from None
