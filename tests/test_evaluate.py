@@ -23,7 +23,8 @@ from trackrt.train.evaluate import (
     predict_tracks,
     seed_statistics,
 )
-from trackrt.train.filter_metrics import FilterCounts, filter_counts, filter_threshold_for_efficiency
+from trackrt.train.filter_metrics import FilterCounts, score_samples
+from trackrt.train.losses import hit_filter_loss
 
 SELECTION = sample_config("Pix1.0")
 
@@ -97,14 +98,26 @@ def test_pooling_sums_counts(samples: list) -> None:
 
 
 def test_filter_threshold_keeps_the_target_efficiency(samples: list) -> None:
-    device = torch.device("cpu")
-    hit_filter = FixedFilter()
-    threshold = filter_threshold_for_efficiency(hit_filter, samples, 0.99, device)
-    counts = filter_counts(hit_filter, samples, threshold, device)
-    assert counts.efficiency >= 0.99
-    slightly_higher = filter_counts(hit_filter, samples, np.nextafter(threshold, 1.0), device)
-    assert slightly_higher.efficiency < 0.99
-    assert filter_counts(hit_filter, samples, 0.0, device).efficiency == 1.0
+    scores = score_samples(FixedFilter(), samples, torch.device("cpu"))
+    threshold = scores.threshold_for_efficiency(0.99)
+    assert scores.counts(threshold).efficiency >= 0.99
+    assert scores.counts(np.nextafter(threshold, 1.0)).efficiency < 0.99
+    assert scores.counts(0.0).efficiency == 1.0
+    assert score_samples(FixedFilter(), [], torch.device("cpu")).threshold_for_efficiency(0.99) == 0.5
+
+
+def test_filter_loss_matches_the_training_loss(samples: list) -> None:
+    scores = score_samples(FixedFilter(), samples, torch.device("cpu"))
+    expected = [
+        float(
+            hit_filter_loss(
+                FixedFilter()(torch.from_numpy(s.features)[None])[0], torch.from_numpy(s.hit_on_target)
+            )
+        )
+        for s in samples
+        if s.num_hits
+    ]
+    assert scores.mean_loss() == pytest.approx(np.mean(expected), rel=1e-6)
 
 
 def test_filter_counts_arithmetic() -> None:
@@ -166,7 +179,7 @@ def test_evaluate_samples_reports_filter_and_both_modes(samples: list) -> None:
         samples, build_model(config), config, SELECTION, torch.device("cpu"), FixedFilter(), 0.5
     )
     assert set(evaluation.tracking) == {"tracking_only", "filter_and_tracking"}
-    expected = filter_counts(FixedFilter(), samples, 0.5, torch.device("cpu"))
+    expected = score_samples(FixedFilter(), samples, torch.device("cpu")).counts(0.5)
     assert evaluation.filter_counts == expected
     assert evaluation.event_ids == [s.event_id for s in samples] and evaluation.filter_threshold == 0.5
 

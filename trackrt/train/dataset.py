@@ -19,6 +19,7 @@ from trackrt.data.samples import (
     sample_config,
     tracker_targets,
 )
+from trackrt.data.tracks import sigmoid
 
 
 def open_samples(
@@ -60,7 +61,7 @@ def filter_probabilities(hit_filter: torch.nn.Module, sample: Sample, device: to
         return np.zeros(0)
     features = torch.from_numpy(np.ascontiguousarray(sample.features))[None].to(device)
     logits = hit_filter(features)[0].float().cpu().numpy()
-    return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    return sigmoid(logits)
 
 
 @dataclass

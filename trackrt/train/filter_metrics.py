@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from trackrt.data.samples import Sample
-from trackrt.train.dataset import filter_probabilities
+from trackrt.data.tracks import sigmoid
+from trackrt.train.losses import hit_filter_loss
 
 
 @dataclass
@@ -48,29 +49,52 @@ class FilterCounts:
         }
 
 
-def filter_threshold_for_efficiency(
-    hit_filter: torch.nn.Module, samples: Iterable[Sample], target_efficiency: float, device: torch.device
-) -> float:
-    """The highest threshold that keeps ≥ `target_efficiency` of the target-particle hits of `samples`."""
-    was_training = hit_filter.training
-    hit_filter.eval()
-    on_target = [filter_probabilities(hit_filter, s, device)[s.hit_on_target] for s in samples]
-    hit_filter.train(was_training)
-    probabilities = np.sort(np.concatenate(on_target) if on_target else np.zeros(0))[::-1]
-    if len(probabilities) == 0:
-        return 0.5
-    needed = max(math.ceil(target_efficiency * len(probabilities) - 1e-9), 1)
-    return float(probabilities[needed - 1])
+@dataclass
+class FilterScores:
+    """Hit-filter logits and targets per event of a sample set, from one forward pass each."""
+
+    logits: list[np.ndarray]
+    on_target: list[np.ndarray]
+
+    def threshold_for_efficiency(self, target_efficiency: float) -> float:
+        """The highest threshold keeping ≥ `target_efficiency` of the target hits (0.5 without any)."""
+        on_target = [sigmoid(lg[t]) for lg, t in zip(self.logits, self.on_target, strict=True)]
+        probabilities = np.sort(np.concatenate(on_target) if on_target else np.zeros(0))[::-1]
+        if len(probabilities) == 0:
+            return 0.5
+        needed = max(math.ceil(target_efficiency * len(probabilities) - 1e-9), 1)
+        return float(probabilities[needed - 1])
+
+    def counts(self, threshold: float) -> FilterCounts:
+        """Efficiency and purity bookkeeping at probability `threshold`."""
+        counts = FilterCounts()
+        for logits, on_target in zip(self.logits, self.on_target, strict=True):
+            counts.add(on_target, sigmoid(logits) >= threshold)
+        return counts
+
+    def mean_loss(self) -> float:
+        """Mean per-event hit-filter loss (BCE, positive weight 1/mean(target)); NaN without hits."""
+        losses = [
+            float(hit_filter_loss(torch.from_numpy(lg), torch.from_numpy(t)))
+            for lg, t in zip(self.logits, self.on_target, strict=True)
+            if len(lg)
+        ]
+        return float(np.mean(losses)) if losses else math.nan
 
 
-def filter_counts(
-    hit_filter: torch.nn.Module, samples: Iterable[Sample], threshold: float, device: torch.device
-) -> FilterCounts:
-    """Hit-filter efficiency and purity over `samples` at `threshold`."""
-    counts = FilterCounts()
+@torch.no_grad()
+def score_samples(
+    hit_filter: torch.nn.Module, samples: Iterable[Sample], device: torch.device
+) -> FilterScores:
+    """Run the hit filter (in eval mode) once over each sample."""
     was_training = hit_filter.training
     hit_filter.eval()
+    logits, on_target = [], []
     for sample in samples:
-        counts.add(sample.hit_on_target, filter_probabilities(hit_filter, sample, device) >= threshold)
+        features = torch.from_numpy(np.ascontiguousarray(sample.features))[None].to(device)
+        logits.append(
+            hit_filter(features)[0].float().cpu().numpy() if sample.num_hits else np.zeros(0, np.float32)
+        )
+        on_target.append(np.asarray(sample.hit_on_target, dtype=bool))
     hit_filter.train(was_training)
-    return counts
+    return FilterScores(logits, on_target)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,7 @@ from trackrt.train.config import TrainConfig
 from trackrt.train.dataset import HitSelection, open_samples
 from trackrt.train.device import resolve_device
 from trackrt.train.evaluate import evaluate_samples, seed_statistics
-from trackrt.train.filter_metrics import filter_counts, filter_threshold_for_efficiency
-from trackrt.train.losses import hit_filter_loss
+from trackrt.train.filter_metrics import score_samples
 from trackrt.train.stage_runner import StageSpec, run_stage
 from trackrt.train.steps import hit_filter_step, tracker_step
 
@@ -64,22 +62,9 @@ def train_hit_filter(config: TrainConfig, device: torch.device, resume: bool = F
     def validate(model: torch.nn.Module) -> dict[str, Any]:
         if val is None:
             return {}
-        with torch.no_grad():
-            losses = [
-                float(
-                    hit_filter_loss(
-                        model(_features(s, device))[0], torch.from_numpy(s.hit_on_target).to(device)
-                    )
-                )
-                for s in val
-                if s.num_hits
-            ]
-        threshold = filter_threshold_for_efficiency(model, val, stage.target_efficiency, device)
-        return {
-            "loss": float(np.mean(losses)) if losses else math.nan,
-            "threshold": threshold,
-            **filter_counts(model, val, threshold, device).summary(),
-        }
+        scores = score_samples(model, val, device)
+        threshold = scores.threshold_for_efficiency(stage.target_efficiency)
+        return {"loss": scores.mean_loss(), "threshold": threshold, **scores.counts(threshold).summary()}
 
     spec = StageSpec(
         name="hit_filter",
@@ -91,8 +76,9 @@ def train_hit_filter(config: TrainConfig, device: torch.device, resume: bool = F
         metadata=_metadata(config, "hit_filter"),
     )
     model = run_stage(spec, config, device, resume)
-    threshold = filter_threshold_for_efficiency(model, calibration, stage.target_efficiency, device)
-    counts = filter_counts(model, calibration, threshold, device)
+    scores = score_samples(model, calibration, device)
+    threshold = scores.threshold_for_efficiency(stage.target_efficiency)
+    counts = scores.counts(threshold)
     tuned = dataclasses.replace(model_config, hit_threshold=threshold)
     metadata = {
         **spec.metadata,
