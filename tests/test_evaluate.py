@@ -14,12 +14,12 @@ from trackrt.cli import main
 from trackrt.data.samples import make_sample, sample_config, tracker_targets
 from trackrt.data.simulate import EventSimulator, SimulationConfig
 from trackrt.data.trackml import write_event
+from trackrt.metrics import combine_metrics
 from trackrt.model.config import preset
 from trackrt.train.checkpoint import build_model, save_checkpoint
 from trackrt.train.evaluate import (
     evaluate_samples,
     event_metrics,
-    pool_metrics,
     predict_tracks,
     seed_statistics,
 )
@@ -86,15 +86,14 @@ def test_dropped_hits_count_against_efficiency(samples: list) -> None:
 def test_pooling_sums_counts(samples: list) -> None:
     per_event = [event_metrics(s, *perfect_tracks(s), SELECTION) for s in samples]
     ids = [s.event_id for s in samples]
-    pooled = pool_metrics(per_event, ids)
+    pooled = combine_metrics(per_event, ids)
     assert pooled.counts["target_particles"] == sum(s.num_targets for s in samples)
     assert pooled.efficiency == 1.0
     with_particles = sorted(s.event_id for s in samples if len(s.particles))
     assert sorted(pooled.particle_table["event_id"].unique()) == with_particles
-    single = pool_metrics(per_event[:1], ids[:1])
+    single = combine_metrics(per_event[:1], ids[:1])
     assert single.counts == per_event[0].counts and single.trackml_score == per_event[0].trackml_score
-    with pytest.raises(ValueError, match="no events"):
-        pool_metrics([], [])
+    assert combine_metrics([], []) is None
 
 
 def test_filter_threshold_keeps_the_target_efficiency(samples: list) -> None:

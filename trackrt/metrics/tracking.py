@@ -261,13 +261,18 @@ def _valid_track_score(truth: pd.DataFrame, track_table: pd.DataFrame, tracks: p
     return score_event(truth, submission)
 
 
-def combine_metrics(per_event: Sequence[TrackingMetrics]) -> TrackingMetrics | None:
-    """One `TrackingMetrics` for several events: counts summed, rates recomputed, tables stacked.
+def combine_metrics(
+    per_event: Sequence[TrackingMetrics], event_ids: Sequence[int] | None = None
+) -> TrackingMetrics | None:
+    """One `TrackingMetrics` for several events (None for none): counts summed, rates recomputed.
 
-    The TrackML score is the mean of the per-event scores (the challenge's convention).
+    Tables are stacked, with an `event_id` column when `event_ids` are given. The TrackML score is the
+    mean of the per-event scores (the challenge's convention).
     """
     if not per_event:
         return None
+    if event_ids is not None and len(event_ids) != len(per_event):
+        raise ValueError(f"event_ids: {len(event_ids)} ids for {len(per_event)} events")
     counts: dict[str, int] = {}
     for metrics in per_event:
         for key, value in metrics.counts.items():
@@ -275,6 +280,12 @@ def combine_metrics(per_event: Sequence[TrackingMetrics]) -> TrackingMetrics | N
 
     def ratio(numerator: str, denominator: str) -> float:
         return counts[numerator] / counts[denominator] if counts[denominator] else math.nan
+
+    def stacked(table: str) -> pd.DataFrame:
+        tables = [getattr(m, table) for m in per_event]
+        if event_ids is not None:
+            tables = [frame.assign(event_id=e) for frame, e in zip(tables, event_ids, strict=True)]
+        return pd.concat(tables, ignore_index=True)
 
     scores = [m.trackml_score for m in per_event if m.trackml_score is not None]
     return dataclasses.replace(
@@ -287,6 +298,6 @@ def combine_metrics(per_event: Sequence[TrackingMetrics]) -> TrackingMetrics | N
         duplicate_rate_lhc=ratio("duplicate_tracks_lhc", "matched_tracks_lhc"),
         trackml_score=float(np.mean(scores)) if scores else None,
         counts=counts,
-        track_table=pd.concat([m.track_table for m in per_event], ignore_index=True),
-        particle_table=pd.concat([m.particle_table for m in per_event], ignore_index=True),
+        track_table=stacked("track_table"),
+        particle_table=stacked("particle_table"),
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from trackrt.data.trackml import PIXEL_VOLUMES, iter_events
 from trackrt.data.tracks import assign_hits, select_seeds
 from trackrt.metrics.plots import plot_metrics
 from trackrt.metrics.report import metrics_report
-from trackrt.metrics.tracking import TrackingMetrics, evaluate_tracks
+from trackrt.metrics.tracking import TrackingMetrics, combine_metrics, evaluate_tracks
 from trackrt.model.config import TrackerConfig
 from trackrt.train.checkpoint import load_checkpoint
 from trackrt.train.dataset import HitSelection
@@ -128,40 +128,6 @@ def event_metrics(
     )
 
 
-def pool_metrics(per_event: Sequence[TrackingMetrics], event_ids: Sequence[int]) -> TrackingMetrics:
-    """Metrics of several events: counts summed, tables stacked (with `event_id`), TrackML score averaged."""
-    if not per_event:
-        raise ValueError("pool_metrics: no events to pool")
-    counts: dict[str, int] = {}
-    for metrics in per_event:
-        for name, value in metrics.counts.items():
-            counts[name] = counts.get(name, 0) + value
-
-    def ratio(numerator: str, denominator: str) -> float:
-        return counts[numerator] / counts[denominator] if counts[denominator] else math.nan
-
-    scores = [m.trackml_score for m in per_event if m.trackml_score is not None]
-    return TrackingMetrics(
-        selection=per_event[0].selection,
-        efficiency=ratio("matched_particles_dm", "target_particles"),
-        efficiency_perfect=ratio("matched_particles_perfect", "target_particles"),
-        efficiency_lhc=ratio("matched_particles_lhc", "target_particles"),
-        fake_rate=ratio("fake_tracks", "fake_considered_tracks"),
-        duplicate_rate=ratio("duplicate_tracks_dm", "matched_tracks_dm"),
-        duplicate_rate_lhc=ratio("duplicate_tracks_lhc", "matched_tracks_lhc"),
-        trackml_score=float(np.mean(scores)) if scores else None,
-        counts=counts,
-        track_table=pd.concat(
-            [m.track_table.assign(event_id=e) for m, e in zip(per_event, event_ids, strict=True)],
-            ignore_index=True,
-        ),
-        particle_table=pd.concat(
-            [m.particle_table.assign(event_id=e) for m, e in zip(per_event, event_ids, strict=True)],
-            ignore_index=True,
-        ),
-    )
-
-
 @dataclass
 class Evaluation:
     """Pooled tracking metrics per mode, hit-filter counts (with a filter) and the events evaluated."""
@@ -207,7 +173,7 @@ def evaluate_samples(
     tracker.train(was_training)
     if not event_ids:
         raise ValueError("evaluate_samples: no events to evaluate")
-    tracking = {mode: pool_metrics(metrics, event_ids) for mode, metrics in per_mode.items()}
+    tracking = {mode: combine_metrics(metrics, event_ids) for mode, metrics in per_mode.items()}
     return Evaluation(tracking, counts, filter_threshold, event_ids)
 
 
