@@ -392,15 +392,14 @@ class LocalStridedCrossAttention(nn.Module):
     def forward(self, queries: torch.Tensor, hits: torch.Tensor, centers: torch.Tensor | None = None,
                 key_lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Centres default to the strided rule round(i·N/Q); returns [B, Q, E]."""
-        b, nq, e = queries.shape
-        n = hits.shape[1]
+        b, nq, n = queries.shape[0], queries.shape[1], hits.shape[1]
         if centers is None:
             centers = strided_centers(nq, n, device=queries.device)[None].expand(b, -1)
-        q = _split_heads(self.q_proj(queries), self.num_heads)
-        k, v = (_split_heads(t, self.num_heads) for t in self.kv_proj(hits).chunk(2, dim=-1))
+        q = split_heads(self.q_proj(queries), self.num_heads)
+        k, v = (split_heads(t, self.num_heads) for t in self.kv_proj(hits).chunk(2, dim=-1))
         out = local_window_attention(q, k, v, centers, self.window, self.wrap, key_lengths,
                                      backend=self.backend)
-        return self.out_proj(out.transpose(1, 2).reshape(b, nq, e))
+        return self.out_proj(merge_heads(out))
 
 
 class SlidingWindowSelfAttention(nn.Module):
@@ -418,13 +417,18 @@ class SlidingWindowSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, key_lengths: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, N, E] -> [B, N, E]; key_lengths [B] marks trailing padding hits."""
-        b, n, e = x.shape
-        q, k, v = (_split_heads(t, self.num_heads) for t in self.qkv_proj(x).chunk(3, dim=-1))
+        q, k, v = (split_heads(t, self.num_heads) for t in self.qkv_proj(x).chunk(3, dim=-1))
         out = sliding_window_attention(q, k, v, self.window, self.wrap, key_lengths, backend=self.backend)
-        return self.out_proj(out.transpose(1, 2).reshape(b, n, e))
+        return self.out_proj(merge_heads(out))
 
 
-def _split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     """[B, L, E] -> [B, H, L, E/H]."""
     b, length, e = x.shape
     return x.reshape(b, length, num_heads, e // num_heads).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """[B, H, L, D] -> [B, L, H·D]."""
+    b, h, length, d = x.shape
+    return x.transpose(1, 2).reshape(b, length, h * d)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trackrt.model.attention import masked_attention
+from trackrt.model.attention import masked_attention, merge_heads, split_heads
 
 
 class RMSNorm(nn.Module):
@@ -53,18 +53,6 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
-
-
-def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """[B, L, E] → [B, H, L, E/H]."""
-    b, length, e = x.shape
-    return x.reshape(b, length, num_heads, e // num_heads).transpose(1, 2)
-
-
-def merge_heads(x: torch.Tensor) -> torch.Tensor:
-    """[B, H, L, D] → [B, L, H·D]."""
-    b, h, length, d = x.shape
-    return x.transpose(1, 2).reshape(b, length, h * d)
 
 
 class MaskedAttention(nn.Module):
