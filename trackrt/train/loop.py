@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from trackrt.configuration import to_dict
-from trackrt.data.samples import Sample, sample_config
+from trackrt.data.features import FeatureConfig
+from trackrt.data.samples import CachedSamples, Sample, sample_config
 from trackrt.train.checkpoint import load_checkpoint, save_checkpoint
 from trackrt.train.config import TrainConfig
 from trackrt.train.dataset import HitSelection, open_samples
@@ -40,6 +41,17 @@ def _metadata(config: TrainConfig, name: str) -> dict[str, Any]:
     }
 
 
+def _train_and_val_samples(
+    config: TrainConfig, features: FeatureConfig
+) -> tuple[CachedSamples, CachedSamples | None]:
+    """The cached training samples and, when a validation directory is configured, the validation ones."""
+    data, cache = config.data, _cache_dir(config)
+    samples = open_samples(data.train_dir, cache, data.selection, features, data.max_train_events)
+    if not data.val_dir:
+        return samples, None
+    return samples, open_samples(data.val_dir, cache, data.selection, features, data.max_val_events)
+
+
 def train_hit_filter(config: TrainConfig, device: torch.device, resume: bool = False) -> Path:
     """Train the hit filter, set its threshold for the target efficiency, save `<out>/hit_filter/final`."""
     stage = config.hit_filter
@@ -48,15 +60,7 @@ def train_hit_filter(config: TrainConfig, device: torch.device, resume: bool = F
     if resume and final.exists():
         return final
     model_config = config.model_config("hit_filter")
-    data, cache = config.data, _cache_dir(config)
-    samples = open_samples(
-        data.train_dir, cache, data.selection, model_config.features, data.max_train_events
-    )
-    val = (
-        open_samples(data.val_dir, cache, data.selection, model_config.features, data.max_val_events)
-        if data.val_dir
-        else None
-    )
+    samples, val = _train_and_val_samples(config, model_config.features)
     calibration = val if val is not None else samples
 
     def validate(model: torch.nn.Module) -> dict[str, Any]:
@@ -101,16 +105,8 @@ def train_tracker(
     if resume and final.exists():
         return final
     model_config = config.model_config("tracker")
-    data, cache = config.data, _cache_dir(config)
-    selection = sample_config(data.selection, model_config.features)
-    samples = open_samples(
-        data.train_dir, cache, data.selection, model_config.features, data.max_train_events
-    )
-    val = (
-        open_samples(data.val_dir, cache, data.selection, model_config.features, data.max_val_events)
-        if data.val_dir
-        else None
-    )
+    selection = sample_config(config.data.selection, model_config.features)
+    samples, val = _train_and_val_samples(config, model_config.features)
     hit_filter, threshold, source = None, None, None
     if stage.hits == "learned":
         source = Path(stage.filter_checkpoint) if stage.filter_checkpoint else filter_path
