@@ -11,6 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from trackrt.cli import main
+from trackrt.data.features import FeatureConfig
 from trackrt.data.samples import make_sample, sample_config, tracker_targets
 from trackrt.data.simulate import EventSimulator, SimulationConfig
 from trackrt.data.trackml import write_event
@@ -181,6 +182,23 @@ def test_evaluate_samples_reports_filter_and_both_modes(samples: list) -> None:
     expected = score_samples(FixedFilter(), samples, torch.device("cpu")).counts(0.5)
     assert evaluation.filter_counts == expected
     assert evaluation.event_ids == [s.event_id for s in samples] and evaluation.filter_threshold == 0.5
+
+
+def test_a_filter_with_its_own_features_selects_on_them(samples: list) -> None:
+    """The learned filter sees features from its own config, not the tracker's (they may differ)."""
+    filter_features = FeatureConfig(r_scale=100.0, xy_scale=100.0)
+    config = preset("tiny", "tracker")
+    torch.manual_seed(0)
+    evaluation = evaluate_samples(
+        samples, build_model(config), config, SELECTION, torch.device("cpu"), FixedFilter(), 0.5,
+        filter_features=filter_features,
+    )  # fmt: skip
+    expected = FilterCounts()
+    for sample in samples:
+        logits = FixedFilter()(torch.from_numpy(sample.features_for(filter_features)))
+        expected.add(sample.hit_on_target, logits.numpy() >= 0)
+    assert evaluation.filter_counts == expected
+    assert evaluation.filter_counts != score_samples(FixedFilter(), samples, torch.device("cpu")).counts(0.5)
 
 
 def test_evaluate_cli_writes_metrics_and_plots(simulator: EventSimulator, tmp_path: Path) -> None:

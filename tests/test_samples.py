@@ -164,7 +164,7 @@ def test_cache_round_trip_and_manifest(trackml_dir: Path, tmp_path: Path, refere
     cache = build_cache(trackml_dir, tmp_path, config)
     assert len(cache) == 1 and cache.events[0]["event_id"] == 1
     cached, direct = cache[0], make_sample(reference_event, config)
-    for name in ("hit_id", "features", "hit_r", "hit_particle_id", "hit_weight", "hit_on_target"):
+    for name in ("hit_id", "features", "hit_xyz", "hit_r", "hit_particle_id", "hit_weight", "hit_on_target"):
         np.testing.assert_array_equal(getattr(cached, name), getattr(direct, name))
     np.testing.assert_array_equal(cached.target_particle_id, direct.target_particle_id)
     pd.testing.assert_frame_equal(cached.particles, direct.particles)
@@ -184,6 +184,16 @@ def test_cache_round_trip_and_manifest(trackml_dir: Path, tmp_path: Path, refere
         load_cached_sample(cache.paths[0], sample_config("Pix0.6"))
     with pytest.raises(FileNotFoundError, match="no cache for sample config"):
         open_cache(tmp_path, SampleConfig(pt_min=2.0))
+
+
+def test_features_under_another_config_match_the_event(reference_event: Event) -> None:
+    """A hit filter with its own feature config sees the same hits, φ-sorted, as the sample holds."""
+    sample = make_sample(reference_event, sample_config("Pix1.0"))
+    other = FeatureConfig(sinusoidal=["eta", "phi"], sinusoidal_frequencies=3, r_scale=100.0, xy_scale=100.0)
+    hits = reference_event.hits.set_index("hit_id").loc[sample.hit_id]
+    np.testing.assert_allclose(sample.features_for(other), hit_features(hits, other), atol=1e-6)
+    np.testing.assert_allclose(sample.features_for(FeatureConfig()), sample.features, atol=1e-6)
+    assert sample.features_for(other).shape == (sample.num_hits, other.num_features)
 
 
 def test_data_modules_import_without_torch() -> None:

@@ -271,9 +271,10 @@ def test_edge_case_events_train_and_evaluate(simulator: EventSimulator, tmp_path
     _edge_events(simulator, tmp_path / "edge")
     config = tiny_config(
         tmp_path / "run", tmp_path / "edge", tmp_path / "edge",
-        hit_filter={"epochs": 1},
+        hit_filter={"epochs": 1, "model": {"overrides": {"features": {"r_scale": 100.0}}}},
         tracker={"epochs": 1, "hits": "learned", "queries": {"seed_threshold": 1.0}},
     )  # fmt: skip
+    assert config.model_config("hit_filter").features != config.model_config("tracker").features
     finals = train(config)
     records = read_metrics_log(tmp_path / "run" / "tracker" / "metrics.jsonl")
     assert [r for r in records if r["type"] == "train"][-1]["skipped_events"] >= 1

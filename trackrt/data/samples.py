@@ -23,10 +23,10 @@ from trackrt.data.features import FeatureConfig, hit_features, phi_sort_order
 from trackrt.data.trackml import PIXEL_VOLUMES, Event, list_event_prefixes, particle_kinematics, read_event
 
 SELECTION_PT_MIN: dict[str, float] = {"Pix1.0": 1.0, "Pix0.6": 0.6}
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 
-_HIT_ARRAYS = ("hit_id", "features", "hit_r", "hit_particle_id", "hit_weight", "hit_on_target")
+_HIT_ARRAYS = ("hit_id", "features", "hit_xyz", "hit_r", "hit_particle_id", "hit_weight", "hit_on_target")
 
 
 @dataclass
@@ -62,6 +62,7 @@ class Sample:
     event_id: int
     hit_id: np.ndarray  # int64 [N]
     features: np.ndarray  # float32 [N, F]
+    hit_xyz: np.ndarray  # float32 [N, 3], global x, y, z (mm)
     hit_r: np.ndarray  # float32 [N], transverse radius (mm)
     hit_particle_id: np.ndarray  # int64 [N], 0 = noise
     hit_weight: np.ndarray  # float32 [N], TrackML score weight
@@ -76,6 +77,10 @@ class Sample:
     @property
     def num_targets(self) -> int:
         return len(self.target_particle_id)
+
+    def features_for(self, config: FeatureConfig) -> np.ndarray:
+        """The hits' features [N, F] under another feature config (e.g. a hit filter's), in φ order."""
+        return hit_features(self.hit_xyz, config)
 
     def truth_frame(self) -> pd.DataFrame:
         """Truth in TrackML layout (hit_id, particle_id, weight) for the metrics."""
@@ -143,6 +148,7 @@ def make_sample(event: Event, config: SampleConfig) -> Sample:
         event_id=int(event.event_id),
         hit_id=hits["hit_id"].to_numpy(np.int64),
         features=hit_features(hits, config.features),
+        hit_xyz=hits[["x", "y", "z"]].to_numpy(np.float32),
         hit_r=np.hypot(hits["x"].to_numpy(np.float64), hits["y"].to_numpy(np.float64)).astype(np.float32),
         hit_particle_id=hit_particle_id,
         hit_weight=hits["weight"].to_numpy(np.float32),
@@ -228,7 +234,7 @@ def save_sample(path: str | Path, sample: Sample, config: SampleConfig) -> None:
     for column in sample.particles.columns:
         arrays[f"particles.{column}"] = sample.particles[column].to_numpy()
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")  # concurrent builders never share one
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
 
@@ -338,6 +344,6 @@ def _read_manifest(cache_dir: Path) -> dict:
 
 def _write_manifest(cache_dir: Path, manifest: dict) -> None:
     path = cache_dir / MANIFEST_NAME
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
     os.replace(tmp, path)

@@ -55,12 +55,14 @@ def event_at(events_seen: int, num_events: int, seed: int) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def filter_probabilities(hit_filter: torch.nn.Module, sample: Sample, device: torch.device) -> np.ndarray:
-    """Hit-filter probabilities float64 [N] of a sample's (φ-sorted) hits."""
-    if sample.num_hits == 0:
+def filter_probabilities(
+    hit_filter: torch.nn.Module, features: np.ndarray, device: torch.device
+) -> np.ndarray:
+    """Hit-filter probabilities float64 [N] of φ-sorted hits given the filter's features [N, F]."""
+    if len(features) == 0:
         return np.zeros(0)
-    features = torch.from_numpy(np.ascontiguousarray(sample.features))[None].to(device)
-    logits = hit_filter(features)[0].float().cpu().numpy()
+    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))[None].to(device)
+    logits = hit_filter(x)[0].float().cpu().numpy()
     return sigmoid(logits)
 
 
@@ -68,12 +70,15 @@ def filter_probabilities(hit_filter: torch.nn.Module, sample: Sample, device: to
 class HitSelection:
     """Which hits the tracker gets: the ideal truth filter (`hit_filter` None) or a learned one.
 
+    The learned filter sees its own `features` (its checkpoint's feature config), computed from the
+    sample's hit coordinates, so filter and tracker may use different features.
     With `cache`, tracker targets are computed once per event id and kept in memory (the filter is
     frozen during tracker training); evaluation passes `cache=False`.
     """
 
     hit_filter: torch.nn.Module | None = None
     threshold: float = 0.5
+    features: FeatureConfig | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     cache: bool = True
     _cache: dict[int, TrackerTargets] = field(default_factory=dict, repr=False)
@@ -82,7 +87,8 @@ class HitSelection:
         """Bool [N] of kept hits, or None for the truth filter."""
         if self.hit_filter is None:
             return None
-        return filter_probabilities(self.hit_filter, sample, self.device) >= self.threshold
+        features = sample.features if self.features is None else sample.features_for(self.features)
+        return filter_probabilities(self.hit_filter, features, self.device) >= self.threshold
 
     def targets(self, sample: Sample) -> TrackerTargets:
         """Tracker targets of `sample` on the selected hits."""

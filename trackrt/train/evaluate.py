@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from trackrt.data.features import FeatureConfig
 from trackrt.data.samples import Sample, SampleConfig, make_sample, sample_config, tracker_targets
 from trackrt.data.trackml import PIXEL_VOLUMES, iter_events
 from trackrt.data.tracks import assign_hits, select_seeds
@@ -147,14 +148,20 @@ def evaluate_samples(
     hit_filter: torch.nn.Module | None = None,
     filter_threshold: float | None = None,
     progress: bool = False,
+    filter_features: FeatureConfig | None = None,
 ) -> Evaluation:
-    """Run the tracker on each sample with the truth filter and, given `hit_filter`, with the learned one."""
+    """Run the tracker on each sample with the truth filter and, given `hit_filter`, with the learned one.
+
+    `filter_features` is the hit filter's feature config when it differs from the samples' (the tracker's).
+    """
     selections = {"tracking_only": HitSelection(cache=False)}
     counts = None
     if hit_filter is not None:
         if filter_threshold is None:
             raise ValueError("filter_threshold: required with a hit filter")
-        selections["filter_and_tracking"] = HitSelection(hit_filter, filter_threshold, device, cache=False)
+        selections["filter_and_tracking"] = HitSelection(
+            hit_filter, filter_threshold, filter_features, device, cache=False
+        )
         counts = FilterCounts()
     per_mode: dict[str, list[TrackingMetrics]] = {mode: [] for mode in selections}
     event_ids = []
@@ -221,20 +228,24 @@ def evaluate_directory(
         raise ValueError(f"{tracker_checkpoint}: a {tracker_info.kind} checkpoint, not a tracker")
     selection = selection or tracker_info.metadata.get("selection", "Pix1.0")
     sample_cfg = sample_config(selection, tracker_info.features)
-    hit_filter, threshold = None, None
+    hit_filter, threshold, filter_features = None, None, None
     if filter_checkpoint is not None:
         hit_filter, filter_info = load_checkpoint(filter_checkpoint, device)
         if filter_info.kind != "hit_filter":
             raise ValueError(f"{filter_checkpoint}: a {filter_info.kind} checkpoint, not a hit filter")
-        if filter_info.features != tracker_info.features:
-            raise ValueError(
-                f"{filter_checkpoint}: the hit filter's feature config differs from the tracker's"
-            )
-        threshold = filter_info.model.hit_threshold
+        threshold, filter_features = filter_info.model.hit_threshold, filter_info.features
     events = iter_events(events_dir, parts=("hits", "particles", "truth"), pixel_only=True)
     samples = (make_sample(event, sample_cfg) for event in itertools.islice(events, max_events))
     evaluation = evaluate_samples(
-        samples, tracker, tracker_info.model, sample_cfg, device, hit_filter, threshold, progress
+        samples,
+        tracker,
+        tracker_info.model,
+        sample_cfg,
+        device,
+        hit_filter,
+        threshold,
+        progress,
+        filter_features=filter_features,
     )
     info = {
         "tracker_checkpoint": str(tracker_checkpoint),

@@ -107,20 +107,27 @@ def train_tracker(
     model_config = config.model_config("tracker")
     selection = sample_config(config.data.selection, model_config.features)
     samples, val = _train_and_val_samples(config, model_config.features)
-    hit_filter, threshold, source = None, None, None
+    hit_filter, threshold, source, filter_features = None, None, None, None
     if stage.hits == "learned":
         source = Path(stage.filter_checkpoint) if stage.filter_checkpoint else filter_path
         assert source is not None
         hit_filter, filter_config = load_checkpoint(source, device)
-        if filter_config.features != model_config.features:
-            raise ValueError(f"{source}: the hit filter's feature config differs from the tracker's")
-        threshold = filter_config.model.hit_threshold
-    hits = HitSelection(hit_filter, threshold if threshold is not None else 0.5, device)
+        threshold, filter_features = filter_config.model.hit_threshold, filter_config.features
+    hits = HitSelection(hit_filter, threshold if threshold is not None else 0.5, filter_features, device)
 
     def validate(model: torch.nn.Module) -> dict[str, Any]:
         if val is None:
             return {}
-        evaluation = evaluate_samples(val, model, model_config, selection, device, hit_filter, threshold)
+        evaluation = evaluate_samples(
+            val,
+            model,
+            model_config,
+            selection,
+            device,
+            hit_filter,
+            threshold,
+            filter_features=filter_features,
+        )
         out: dict[str, Any] = seed_statistics(model, model_config, val, device)
         for mode, metrics in evaluation.tracking.items():
             out[f"{mode}.efficiency"] = metrics.efficiency
