@@ -18,6 +18,7 @@ from trackrt.data.simulate import EventSimulator, SimulationConfig
 from trackrt.data.trackml import Event, write_event
 from trackrt.train import stage_runner
 from trackrt.train.checkpoint import load_checkpoint
+from trackrt.train.checkpoint_files import CheckpointError
 from trackrt.train.cli import load_train_config
 from trackrt.train.config import TrainConfig
 from trackrt.train.dataset import event_at, open_samples
@@ -251,6 +252,20 @@ def test_resume_continues_exactly_where_it_stopped(
         assert torch.equal(x, y), name
     steps = [r["step"] for r in read_metrics_log(tmp_path / "resumed" / "tracker" / "metrics.jsonl")]
     assert steps == [r["step"] for r in read_metrics_log(tmp_path / "straight" / "tracker" / "metrics.jsonl")]
+
+
+def test_init_from_starts_a_stage_from_checkpoint_weights(events: dict[str, Path], tmp_path: Path) -> None:
+    first = train(tiny_config(tmp_path / "first", events["train"], None, hit_filter=None))["tracker"]
+    frozen = {"epochs": 1, "init_from": str(first), "optim": {"lr": 1e-30, "weight_decay": 0.0}}
+    tuned = train(tiny_config(tmp_path / "tuned", events["train"], None, hit_filter=None, tracker=frozen))
+    a, _ = load_checkpoint(first)
+    b, info = load_checkpoint(tuned["tracker"])
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y), name  # a learning rate of 1e-30 leaves float32 weights as loaded
+    assert info.metadata["train_config"]["tracker"]["init_from"] == str(first)
+    missing = {**frozen, "init_from": str(tmp_path / "nowhere")}
+    with pytest.raises(CheckpointError, match=r"tracker\.init_from: .*nowhere"):
+        train(tiny_config(tmp_path / "bad", events["train"], None, hit_filter=None, tracker=missing))
 
 
 def _edge_events(simulator: EventSimulator, directory: Path) -> None:

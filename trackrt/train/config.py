@@ -116,13 +116,15 @@ class DataConfig:
 class StageConfig:
     """One model to train: preset + overrides, optimiser, length and the validation/checkpoint cadence.
 
-    Intervals count optimiser steps; 0 means once per epoch.
+    Intervals count optimiser steps; 0 means once per epoch. `init_from` starts from a checkpoint's
+    weights (fine-tuning: the optimiser and the learning-rate schedule start afresh).
     """
 
     model: ModelChoice = field(default_factory=ModelChoice)
     optim: OptimConfig = field(default_factory=OptimConfig)
     epochs: int = 1
     max_steps: int | None = None
+    init_from: str | None = None
     val_interval: int = 0
     checkpoint_interval: int = 0
     log_interval: int = 10

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from trackrt.data.samples import Sample
 from trackrt.train.checkpoint import build_model, load_weights, save_checkpoint
+from trackrt.train.checkpoint_files import CheckpointError
 from trackrt.train.config import StageConfig, TrainConfig
 from trackrt.train.dataset import event_at
 from trackrt.train.records import MetricsLog
@@ -69,6 +70,8 @@ def run_stage(spec: StageSpec, config: TrainConfig, device: torch.device, resume
     if resuming:
         load_weights(last, model)
         state = load_train_state(last, optimizer)
+    elif stage.init_from:
+        _initial_weights(Path(stage.init_from), model, spec.name)
     log = MetricsLog(stage_dir / "metrics.jsonl", append=resuming)
     steps_per_epoch = math.ceil(num_events / optim.grad_accumulation)
     val_every = stage.val_interval or steps_per_epoch
@@ -126,6 +129,14 @@ def run_stage(spec: StageSpec, config: TrainConfig, device: torch.device, resume
             )
     bar.close()
     return model.eval()
+
+
+def _initial_weights(path: Path, model: torch.nn.Module, stage_name: str) -> None:
+    """Load the `init_from` checkpoint's weights, naming the config key when it is missing or does not fit."""
+    try:
+        load_weights(path, model)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{stage_name}.init_from: {exc}") from None
 
 
 def _accumulate_gradients(
