@@ -230,6 +230,8 @@ def test_config_round_trips_and_refuses_bad_values() -> None:
         preset("tiny", "tracker", overrides={"variant": "dq-ma", "lsca_centering": "seed"})
     with pytest.raises(ConfigError, match=r"encoder\.dim: 30 is not divisible"):
         EncoderConfig(dim=30, num_heads=4)
+    with pytest.raises(ConfigError, match=r"duplicate_iou: must be a probability in \[0, 1\], got 1.5"):
+        preset("tiny", "tracker", overrides={"duplicate_iou": 1.5})
     with pytest.raises(ConfigError, match="preset: unknown preset 'huge'"):
         preset("huge", "tracker")
     with pytest.raises(ConfigError, match="kind: unknown model kind"):

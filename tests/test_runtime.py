@@ -289,6 +289,15 @@ def test_artifact_errors(tmp_path):
     with pytest.raises(ArtifactError, match="seed_threshold"):
         load_artifact(no_threshold)
 
+    older = write_synthetic_artifact(tmp_path / "older")  # written before duplicate resolution existed
+    manifest = json.loads((older / "artifact.json").read_text())
+    assert "duplicate_iou" not in manifest["models"]["tracker"]["thresholds"]
+    assert load_artifact(older).tracker.duplicate_iou == 1.0
+    bad_iou = write_synthetic_artifact(tmp_path / "bad_iou")
+    _rewrite_manifest(bad_iou, lambda d: d["models"]["tracker"]["thresholds"].update(duplicate_iou=1.5))
+    with pytest.raises(ArtifactError, match=r"thresholds\.duplicate_iou: must be in \[0, 1\]"):
+        load_artifact(bad_iou)
+
 
 def test_graph_contract_is_enforced(tmp_path):
     wide = write_synthetic_artifact(tmp_path / "wide")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trackrt.data.tracks import assign_hits, select_seeds, sigmoid
+from trackrt.data.tracks import assign_hits, select_seeds, sigmoid, valid_queries
 
 BIG = 10.0  # sigmoid(10) ≈ 0.99995
 
@@ -115,3 +115,35 @@ def test_assign_hits_matches_a_per_hit_reference(rng: np.random.Generator) -> No
     expected = [kept.index(owner[h]) if owner.get(h) in kept else -1 for h in range(400)]
     assert track_of_hit.tolist() == expected
     np.testing.assert_allclose(scores, sigmoid(track_logits[kept]), rtol=1e-6)
+
+
+def test_duplicates_resolved_best_track_first() -> None:
+    """Query 1 (best) keeps its hits; query 0 shares 3 of 5 hits with it (IoU 0.6) and is dropped at 0.5."""
+    track_logits = np.array([2.0, 3.0, 1.0, BIG])
+    assignment = np.full((4, 10), -BIG)
+    assignment[0, [0, 1, 2, 3]] = 1.0
+    assignment[1, [1, 2, 3, 4]] = 2.0  # IoU(0, 1) = 3 / 5
+    assignment[2, [5, 6, 7]] = 1.0  # disjoint: kept
+    assignment[3, [8, 9]] = -BIG  # an empty hit set overlaps nothing
+    assert valid_queries(track_logits, assignment, duplicate_iou=1.0).tolist() == [0, 1, 2, 3]
+    assert valid_queries(track_logits, assignment, duplicate_iou=0.6).tolist() == [0, 1, 2, 3]  # not > 0.6
+    assert valid_queries(track_logits, assignment, duplicate_iou=0.5).tolist() == [1, 2, 3]
+    track_of_hit, scores = assign_hits(track_logits, assignment, min_hits=3, duplicate_iou=0.5)
+    assert track_of_hit.tolist() == [-1, 0, 0, 0, 0, 1, 1, 1, -1, -1]  # hit 0 is nobody's once 0 is gone
+    np.testing.assert_allclose(scores, sigmoid(np.array([3.0, 1.0])), rtol=1e-6)
+    with pytest.raises(ValueError, match="duplicate_iou: must be a probability"):
+        assign_hits(track_logits, assignment, duplicate_iou=1.5)
+
+
+def test_duplicate_resolution_matches_a_greedy_reference(rng: np.random.Generator) -> None:
+    track_logits = rng.normal(size=40)
+    assignment = rng.normal(loc=-1.0, scale=2.0, size=(40, 60))
+    masks = assignment >= 0
+    valid = [q for q in np.argsort(-track_logits, kind="stable") if sigmoid(track_logits[q]) >= 0.5]
+    kept: list[int] = []
+    for q in valid:
+        ious = [(masks[q] & masks[k]).sum() / max((masks[q] | masks[k]).sum(), 1) for k in kept]
+        if all(iou <= 0.3 for iou in ious):
+            kept.append(int(q))
+    assert valid_queries(track_logits, assignment, duplicate_iou=0.3).tolist() == sorted(kept)
+    assert len(kept) < len(valid)  # the case exercises suppression

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -40,19 +41,50 @@ def select_seeds(seed_logits: np.ndarray, threshold: float, max_queries: int | N
     return kept.astype(np.int64)
 
 
+def valid_queries(
+    track_logits: np.ndarray,
+    assignment_logits: np.ndarray,
+    track_threshold: float = 0.5,
+    hit_threshold: float = 0.5,
+    duplicate_iou: float = 1.0,
+) -> np.ndarray:
+    """Ascending indices of the queries that make tracks: sigmoid(track logit) ≥ `track_threshold`.
+
+    With `duplicate_iou` < 1, duplicates are resolved greedily, best track logit first (ties: lower
+    index): a query is dropped when the IoU of its hit set (assignment probability ≥ `hit_threshold`)
+    with that of a query already kept exceeds `duplicate_iou`. Inputs are assumed checked.
+    """
+    valid = np.flatnonzero(sigmoid(track_logits) >= track_threshold)
+    if duplicate_iou >= 1.0 or len(valid) < 2:
+        return valid
+    masks = sparse.csr_matrix(assignment_logits[valid] >= _logit(hit_threshold), dtype=np.int32)
+    sizes = np.asarray(masks.sum(axis=1)).ravel()
+    shared = (masks @ masks.T).toarray()
+    union = sizes[:, None] + sizes[None, :] - shared
+    iou = np.divide(shared, union, out=np.zeros(shared.shape), where=union > 0)
+    np.fill_diagonal(iou, 0.0)
+    dropped = np.zeros(len(valid), dtype=bool)
+    for row in np.argsort(-np.asarray(track_logits, dtype=np.float64)[valid], kind="stable"):
+        if not dropped[row]:
+            dropped |= iou[row] > duplicate_iou  # IoU is symmetric: no query kept earlier is hit here
+    return valid[~dropped]
+
+
 def assign_hits(
     track_logits: np.ndarray,
     assignment_logits: np.ndarray,
     track_threshold: float = 0.5,
     hit_threshold: float = 0.5,
     min_hits: int = 3,
+    duplicate_iou: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Give each hit to the valid track with the highest assignment probability (if ≥ hit_threshold).
 
-    A track is valid if sigmoid(track_logit) ≥ track_threshold; tracks left with fewer than `min_hits`
-    hits (at least one) are dropped and their hits unassigned (not re-offered to other tracks). Ties go
-    to the lower query index. Returns (track_of_hit int64 [N], -1 for none; track_scores float32 [T]),
-    with track ids 0..T-1 numbered in query order.
+    A track is valid if sigmoid(track_logit) ≥ track_threshold and it is not a duplicate
+    (`valid_queries`; `duplicate_iou` = 1 keeps every valid query); tracks left with fewer than
+    `min_hits` hits (at least one) are dropped and their hits unassigned (not re-offered to other
+    tracks). Ties go to the lower query index. Returns (track_of_hit int64 [N], -1 for none;
+    track_scores float32 [T]), with track ids 0..T-1 numbered in query order.
     """
     track_logits = np.asarray(track_logits, dtype=np.float64)
     assignment_logits = np.asarray(assignment_logits, dtype=np.float32)
@@ -66,13 +98,14 @@ def assign_hits(
     _check_finite("assignment_logits", assignment_logits)
     _check_probability("track_threshold", track_threshold)
     _check_probability("hit_threshold", hit_threshold)
+    _check_probability("duplicate_iou", duplicate_iou)
     if min_hits < 0:
         raise ValueError(f"min_hits: must be >= 0, got {min_hits}")
 
     num_queries, num_hits = assignment_logits.shape
     track_of_hit = np.full(num_hits, -1, dtype=np.int64)
     track_prob = sigmoid(track_logits)
-    valid = np.flatnonzero(track_prob >= track_threshold)
+    valid = valid_queries(track_logits, assignment_logits, track_threshold, hit_threshold, duplicate_iou)
     if len(valid) == 0 or num_hits == 0:
         return track_of_hit, np.zeros(0, dtype=np.float32)
 

@@ -80,7 +80,8 @@ class ModelRecord:
         if self.kind == "hit_filter":
             return {"hit_threshold": self.config["hit_threshold"]}
         keys = ("seed_threshold", "max_queries", "track_threshold", "hit_threshold", "min_hits")
-        return {key: self.config[key] for key in keys}
+        thresholds = {key: self.config[key] for key in keys}
+        return {**thresholds, "duplicate_iou": self.config.get("duplicate_iou", 1.0)}
 
     @property
     def windows(self) -> dict[str, Any]:

@@ -280,8 +280,9 @@ class Pipeline:
 
         t = self.tracker["thresholds"]
         return assign_hits(
-            track_logits, assignment_logits, t["track_threshold"], t["hit_threshold"], t["min_hits"]
-        )
+            track_logits, assignment_logits, t["track_threshold"], t["hit_threshold"], t["min_hits"],
+            t.get("duplicate_iou", 1.0),
+        )  # fmt: skip
 
     def run(self, chain: OnnxRuntimeChain | TorchChain, hits: pd.DataFrame) -> ChainOutputs:
         """The full chain on φ-sorted `hits` with one runtime."""
@@ -376,9 +377,15 @@ def raw_assignment(
     track_logits: np.ndarray, assignment_logits: np.ndarray, thresholds: dict[str, Any]
 ) -> np.ndarray:
     """Query per hit before the `min_hits` cut (-1: none), decided as `assign_hits` decides it."""
-    from trackrt.data.tracks import sigmoid
+    from trackrt.data.tracks import sigmoid, valid_queries
 
-    valid = sigmoid(track_logits) >= thresholds["track_threshold"]
+    valid = np.zeros(len(track_logits), dtype=bool)
+    valid[
+        valid_queries(
+            track_logits, assignment_logits, thresholds["track_threshold"], thresholds["hit_threshold"],
+            thresholds.get("duplicate_iou", 1.0),
+        )
+    ] = True  # fmt: skip
     if not valid.any():
         return np.full(assignment_logits.shape[1], -1, dtype=np.int64)
     probabilities = np.where(valid[:, None], sigmoid(assignment_logits), -1.0)

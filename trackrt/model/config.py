@@ -90,6 +90,7 @@ class TrackerConfig:
     track_threshold: float = 0.5
     hit_threshold: float = 0.5
     min_hits: int = 3
+    duplicate_iou: float = 1.0
     attention_backend: str = "auto"
 
     def __post_init__(self) -> None:
@@ -106,7 +107,7 @@ class TrackerConfig:
                 f"decoder_heads: encoder.dim={self.encoder.dim} is not divisible by {self.decoder_heads}"
             )
         _check_window("lsca_window", self.lsca_window)
-        for key in ("seed_threshold", "track_threshold", "hit_threshold"):
+        for key in ("seed_threshold", "track_threshold", "hit_threshold", "duplicate_iou"):
             _check_probability(key, getattr(self, key))
         if self.min_hits < 1:
             raise ConfigError(f"min_hits: must be >= 1, got {self.min_hits}")

@@ -46,6 +46,7 @@ class TrackerSettings:
     track_threshold: float
     hit_threshold: float
     min_hits: int
+    duplicate_iou: float = 1.0
     checkpoint: str | None = None
     checkpoint_sha256: str | None = None
 
@@ -138,9 +139,18 @@ def _tracker_settings(record: dict[str, Any], where: str) -> TrackerSettings:
         track_threshold=float(_require(thresholds, "track_threshold", f"{where}.thresholds")),
         hit_threshold=float(_require(thresholds, "hit_threshold", f"{where}.thresholds")),
         min_hits=int(_require(thresholds, "min_hits", f"{where}.thresholds")),
+        duplicate_iou=_duplicate_iou(thresholds, where),
         checkpoint=record.get("checkpoint"),
         checkpoint_sha256=record.get("checkpoint_sha256"),
     )
+
+
+def _duplicate_iou(thresholds: dict[str, Any], where: str) -> float:
+    """The duplicate-resolution IoU (1: off, also for artifacts written before it existed)."""
+    value = float(thresholds.get("duplicate_iou", 1.0))
+    if not 0.0 <= value <= 1.0:
+        raise ArtifactError(f"{where}.thresholds.duplicate_iou: must be in [0, 1], got {value}")
+    return value
 
 
 def _hit_filter_settings(record: dict[str, Any], where: str) -> HitFilterSettings:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from trackrt.configuration import to_dict
 from trackrt.data.features import FeatureConfig, hit_features, phi_sort_order
-from trackrt.data.tracks import assign_hits, select_seeds, sigmoid
+from trackrt.data.tracks import assign_hits, select_seeds, sigmoid, valid_queries
 from trackrt.runtime.artifact import HitFilterSettings, TrackerSettings
 from trackrt.runtime.backends.base import GraphRunner
 from trackrt.runtime.checks import CheckConfig, EventError, HitsInput, InputCheckError, validate_hits
@@ -192,15 +192,17 @@ class TrackFindingStage:
         if not s.dynamic_queries:
             work.num_queries = len(track_logits)
         track_of_kept, track_scores = assign_hits(
-            track_logits, assignment_logits, s.track_threshold, s.hit_threshold, s.min_hits
+            track_logits, assignment_logits, s.track_threshold, s.hit_threshold, s.min_hits, s.duplicate_iou
         )
         work.track_of_hit[work.kept] = track_of_kept
         work.track_scores = track_scores
         assigned = track_of_kept >= 0
-        valid_queries = sigmoid(track_logits) >= s.track_threshold
         if assigned.any():
             # assign_hits gives each hit to the valid query with the highest probability.
-            best_logit = assignment_logits[valid_queries].max(axis=0)
+            valid = valid_queries(
+                track_logits, assignment_logits, s.track_threshold, s.hit_threshold, s.duplicate_iou
+            )
+            best_logit = assignment_logits[valid].max(axis=0)
             work.hit_scores[work.kept[assigned]] = sigmoid(best_logit[assigned])
 
 

@@ -33,7 +33,14 @@ ModelConfig = HitFilterConfig | TrackerConfig
 
 THRESHOLD_KEYS: dict[str, tuple[str, ...]] = {
     "hit_filter": ("hit_threshold",),
-    "tracker": ("seed_threshold", "max_queries", "track_threshold", "hit_threshold", "min_hits"),
+    "tracker": (
+        "seed_threshold",
+        "max_queries",
+        "track_threshold",
+        "hit_threshold",
+        "min_hits",
+        "duplicate_iou",
+    ),
 }
 
 

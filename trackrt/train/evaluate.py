@@ -65,6 +65,7 @@ def predict_tracks(
         config.track_threshold,
         config.hit_threshold,
         config.min_hits,
+        config.duplicate_iou,
     )
 
 
