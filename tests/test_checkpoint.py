@@ -7,10 +7,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 
+from trackrt.cli import main
 from trackrt.model.config import preset
 from trackrt.model.hit_filter import HitFilter
-from trackrt.train.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_config, save_checkpoint
+from trackrt.train.checkpoint import (
+    CheckpointError,
+    build_model,
+    load_checkpoint,
+    read_checkpoint_config,
+    save_checkpoint,
+    set_thresholds,
+)
 from trackrt.train.schedule import warmup_cosine_factor
 from trackrt.train.train_state import TrainState, load_train_state
 
@@ -154,3 +163,30 @@ def test_saving_over_a_checkpoint_replaces_it(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "ckpt", model, config)
     assert not (tmp_path / "ckpt" / "train_state.json").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_thresholds_are_rewritten_without_touching_the_weights(tmp_path: Path) -> None:
+    config = preset("tiny", "tracker")
+    path = save_checkpoint(tmp_path / "tracker", build_model(config), config)
+    weights = (path / "model.safetensors").read_bytes()
+    info = set_thresholds(path, {"duplicate_iou": 0.5, "track_threshold": 0.6})
+    assert info.thresholds["duplicate_iou"] == 0.5 and info.model.track_threshold == 0.6
+    assert (path / "model.safetensors").read_bytes() == weights
+    _, reread = load_checkpoint(path)
+    assert reread.thresholds == info.thresholds
+    assert reread.metadata["threshold_changes"] == [
+        {"duplicate_iou": {"from": 1.0, "to": 0.5}, "track_threshold": {"from": 0.5, "to": 0.6}}
+    ]
+    with pytest.raises(CheckpointError, match="'window' is not a tracker threshold"):
+        set_thresholds(path, {"window": 3})
+    with pytest.raises(CheckpointError, match=r"duplicate_iou: must be a probability"):
+        set_thresholds(path, {"duplicate_iou": 2.0})
+    assert read_checkpoint_config(path).thresholds == info.thresholds  # a refused change writes nothing
+
+    runner = CliRunner()
+    shown = runner.invoke(main, ["thresholds", str(path)])
+    assert shown.exit_code == 0 and "duplicate_iou: 0.5" in shown.output
+    changed = runner.invoke(main, ["thresholds", str(path), "--set", "min_hits=4"])
+    assert changed.exit_code == 0 and "min_hits: 4" in changed.output
+    refused = runner.invoke(main, ["thresholds", str(path), "--set", "min_hits=zero"])
+    assert refused.exit_code != 0 and "min_hits" in refused.output

@@ -14,6 +14,7 @@ COMMANDS: dict[str, str] = {
     "sim-report": "trackrt.data.cli:sim_report",
     "train": "trackrt.train.cli:train",
     "evaluate": "trackrt.train.cli:evaluate",
+    "thresholds": "trackrt.train.cli:thresholds",
     "export": "trackrt.export.cli:export",
     "validate": "trackrt.export.cli:validate",
     "run": "trackrt.runtime.cli:run",

@@ -182,6 +182,33 @@ def read_checkpoint_config(path: str | Path) -> CheckpointConfig:
     return CheckpointConfig(kind, model_config, thresholds_of(model_config), data.get("metadata", {}))
 
 
+def set_thresholds(path: str | Path, values: dict[str, Any]) -> CheckpointConfig:
+    """Rewrite a checkpoint's decision thresholds in `config.json` (weights untouched); returns the result.
+
+    Keys must be thresholds of the checkpoint's kind; values are validated as the model config does.
+    The previous values are kept under `metadata.threshold_changes`.
+    """
+    path = Path(path)
+    current = read_checkpoint_config(path)
+    unknown = sorted(set(values) - set(THRESHOLD_KEYS[current.kind]))
+    if unknown:
+        known = ", ".join(THRESHOLD_KEYS[current.kind])
+        raise CheckpointError(f"{path}: '{unknown[0]}' is not a {current.kind} threshold (known: {known})")
+    try:
+        updated = config_from_dict(current.kind, {**to_dict(current.model), **values})
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    data = read_json(path / CONFIG_FILE)
+    changes = data.setdefault("metadata", {}).setdefault("threshold_changes", [])
+    changes.append({key: {"from": current.thresholds[key], "to": getattr(updated, key)} for key in values})
+    data["model_config"] = to_dict(updated)
+    data["thresholds"] = thresholds_of(updated)
+    partial = path / (CONFIG_FILE + ".partial")
+    write_json(partial, data)
+    os.replace(partial, path / CONFIG_FILE)
+    return read_checkpoint_config(path)
+
+
 def load_checkpoint(
     path: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[torch.nn.Module, CheckpointConfig]:

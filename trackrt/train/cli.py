@@ -171,5 +171,30 @@ def evaluate(
     click.echo(f"metrics: {path}")
 
 
+@click.command()
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="New value of a decision threshold, e.g. --set duplicate_iou=0.5 (repeatable).",
+)
+def thresholds(checkpoint: Path, assignments: tuple[str, ...]) -> None:
+    """Show a CHECKPOINT's decision thresholds, or rewrite them with --set (the weights stay as they are)."""
+    from trackrt.train.checkpoint import CheckpointError, read_checkpoint_config, set_thresholds
+
+    try:
+        values = apply_overrides({}, assignments)
+        nested = sorted(key for key, value in values.items() if isinstance(value, dict))
+        if nested:
+            raise ConfigError(f"--set {nested[0]}: thresholds are plain keys, e.g. duplicate_iou=0.5")
+        info = set_thresholds(checkpoint, values) if values else read_checkpoint_config(checkpoint)
+    except (CheckpointError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for key, value in info.thresholds.items():
+        click.echo(f"{key}: {value}")
+
+
 def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f} %"
