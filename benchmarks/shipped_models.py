@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-VARIANTS = ("fq-ma", "dq-ma", "dq-lsca")
+VARIANTS = ("fq-ma", "dq-ma", "dq-lsca", "dq-lsca-seed")  # checkpoints/small-<variant>; absent ones skipped
 
 
 def export(checkpoints: Path, variant: str, out: Path) -> None:
@@ -95,7 +95,7 @@ def main() -> None:
 
     records = []
     with tempfile.TemporaryDirectory() as scratch:
-        for variant in VARIANTS:
+        for variant in (v for v in VARIANTS if (args.checkpoints / f"small-{v}").is_dir()):
             artifact, out, result = (Path(scratch) / f"{variant}-{p}" for p in ("artifact", "run", "json"))
             started = time.perf_counter()
             export(args.checkpoints, variant, artifact)
@@ -108,7 +108,7 @@ def main() -> None:
             record = {"variant": variant, "export_s": export_s, **json.loads(result.read_text())}
             records.append(record)
             m = record["metrics"]
-            print(f"{variant:8s} DM {m['efficiency']:.3f} perfect {m['efficiency_perfect']:.3f} "
+            print(f"{variant:12s} DM {m['efficiency']:.3f} perfect {m['efficiency_perfect']:.3f} "
                   f"fake {m['fake_rate']:.3f} dup(LHC) {m['duplicate_rate_lhc']:.3f} "
                   f"total {record['mean_timings_ms']['total']:.0f} ms peak {record['peak_rss_mb']:.0f} MB")
     import onnxruntime

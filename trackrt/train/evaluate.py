@@ -38,30 +38,40 @@ MODES = ("tracking_only", "filter_and_tracking")
 
 
 @torch.no_grad()
-def predict_tracks(
+def decode_event(
     tracker: torch.nn.Module, config: TrackerConfig, features: np.ndarray, device: torch.device
-) -> tuple[np.ndarray, np.ndarray]:
-    """Run the tracker on φ-sorted hits [M, F]: (track_of_hit int64 [M], −1 for none; track_scores [T]).
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The final decoder layer on φ-sorted hits [M, F]: (track_logits [Q], assignment_logits [Q, M]).
 
-    Queries are the seeds ≥ `seed_threshold` capped at `max_queries` (`fq-ma`: its learned queries);
-    hits go to tracks by `assign_hits` with the config's thresholds, exactly as in the runtime.
+    Queries are the seeds ≥ `seed_threshold` capped at `max_queries` (`fq-ma`: its learned queries), as in
+    the runtime. None when there are no hits or no seed.
     """
-    num_hits = len(features)
-    no_tracks = np.full(num_hits, -1, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    if num_hits == 0:
-        return no_tracks
+    if len(features) == 0:
+        return None
     x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))[None].to(device)
     hit_embeddings, seed_logits = tracker.encode(x)
     query_indices = None
     if config.dynamic_queries:
         seeds = select_seeds(seed_logits[0].float().cpu().numpy(), config.seed_threshold, config.max_queries)
         if len(seeds) == 0:
-            return no_tracks
+            return None
         query_indices = torch.from_numpy(seeds)[None].to(device)
     final = tracker.decode(hit_embeddings, query_indices)[-1]
+    return final["track_logits"][0].float().cpu().numpy(), final["assignment_logits"][0].float().cpu().numpy()
+
+
+def predict_tracks(
+    tracker: torch.nn.Module, config: TrackerConfig, features: np.ndarray, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the tracker on φ-sorted hits [M, F]: (track_of_hit int64 [M], −1 for none; track_scores [T]).
+
+    Hits go to tracks by `assign_hits` with the config's thresholds, exactly as in the runtime.
+    """
+    decoded = decode_event(tracker, config, features, device)
+    if decoded is None:
+        return np.full(len(features), -1, dtype=np.int64), np.zeros(0, dtype=np.float32)
     return assign_hits(
-        final["track_logits"][0].float().cpu().numpy(),
-        final["assignment_logits"][0].float().cpu().numpy(),
+        *decoded,
         config.track_threshold,
         config.hit_threshold,
         config.min_hits,

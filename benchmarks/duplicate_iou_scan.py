@@ -1,0 +1,131 @@
+"""Efficiency, fake and duplicate rate of tracker checkpoints against the duplicate-resolution IoU.
+
+Each tracker runs once per event (PyTorch, CPU); the hit assignment is then repeated for every
+`duplicate_iou` of the grid (1 = no duplicate resolution, the published model's behaviour). Hits are
+the ideal (truth) filter's, or a learned filter's with `--filter`. Use validation events to choose a
+value, then set it with `trackrt thresholds CHECKPOINT --set duplicate_iou=VALUE`. Writes
+`benchmarks/results/duplicate_iou_scan.{json,png}`.
+
+    python benchmarks/duplicate_iou_scan.py EVENTS CHECKPOINT... [--filter CHECKPOINT] [--max-events N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trackrt.data.samples import make_sample, sample_config
+from trackrt.data.trackml import iter_events
+from trackrt.data.tracks import assign_hits
+from trackrt.metrics.tracking import combine_metrics
+from trackrt.train.checkpoint import load_checkpoint
+from trackrt.train.dataset import HitSelection
+from trackrt.train.evaluate import decode_event, event_metrics
+
+RESULTS = Path(__file__).resolve().parent / "results"
+GRID = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2)
+
+
+def scan(tracker_path: Path, events: Path, filter_path: Path | None, max_events: int | None) -> dict:
+    """Pooled DESIGN §7 metrics at every IoU of GRID for one tracker checkpoint."""
+    tracker, info = load_checkpoint(tracker_path)
+    config = info.model
+    selection = sample_config(info.metadata.get("selection", "Pix1.0"), info.features)
+    hits = HitSelection(cache=False)
+    if filter_path is not None:
+        hit_filter, filter_info = load_checkpoint(filter_path)
+        hits = HitSelection(hit_filter, filter_info.model.hit_threshold, filter_info.features, cache=False)
+    per_iou: dict[float, list] = {iou: [] for iou in GRID}
+    event_ids = []
+    for event in iter_events(events, parts=("hits", "particles", "truth"), pixel_only=True):
+        if max_events is not None and len(event_ids) == max_events:
+            break
+        sample = make_sample(event, selection)
+        targets = hits.targets(sample)
+        decoded = decode_event(tracker, config, targets.features, torch.device("cpu"))
+        event_ids.append(sample.event_id)
+        for iou in GRID:
+            if decoded is None:
+                track_of_hit, scores = np.full(len(targets.hit_index), -1), np.zeros(0, np.float32)
+            else:
+                track_of_hit, scores = assign_hits(
+                    *decoded, config.track_threshold, config.hit_threshold, config.min_hits, iou
+                )
+            per_iou[iou].append(event_metrics(sample, targets.hit_index, track_of_hit, scores, selection))
+    rows = []
+    for iou in GRID:
+        m = combine_metrics(per_iou[iou], event_ids)
+        rows.append(
+            {
+                "duplicate_iou": iou,
+                "efficiency": m.efficiency,
+                "efficiency_perfect": m.efficiency_perfect,
+                "fake_rate": m.fake_rate,
+                "duplicate_rate_lhc": m.duplicate_rate_lhc,
+                "tracks": m.counts["tracks"],
+            }
+        )
+        print(
+            f"{tracker_path} iou {iou:.1f}: DM {m.efficiency:.3f} perfect {m.efficiency_perfect:.3f} "
+            f"fake {m.fake_rate:.3f} dup(LHC) {m.duplicate_rate_lhc:.3f}"
+        )
+    events_seen = len(event_ids)
+    return {"checkpoint": str(tracker_path), "variant": config.variant, "events": events_seen, "rows": rows}
+
+
+def plot(records: list[dict], path: Path) -> None:
+    """DM efficiency and fake rate against the IoU, one line pair per checkpoint."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axis = plt.subplots(figsize=(7, 4))
+    for record in records:
+        ious = [r["duplicate_iou"] for r in record["rows"]]
+        name = record["checkpoint"]
+        line = axis.plot(ious, [r["efficiency"] for r in record["rows"]], marker="o", label=f"{name} DM eff")
+        axis.plot(ious, [r["fake_rate"] for r in record["rows"]], marker="x", ls="--",
+                  color=line[0].get_color(), label=f"{name} fake")  # fmt: skip
+    axis.set_xlabel("duplicate_iou (1 = off)")
+    axis.set_ylim(0, 1)
+    axis.invert_xaxis()
+    axis.legend(fontsize=7)
+    axis.set_title("duplicate resolution: efficiency and fake rate")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("events", type=Path)
+    parser.add_argument("checkpoints", type=Path, nargs="+")
+    parser.add_argument("--filter", type=Path, default=None, help="Hit-filter checkpoint (default: truth).")
+    parser.add_argument("--max-events", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=RESULTS / "duplicate_iou_scan.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    records = [scan(path, args.events, args.filter, args.max_events) for path in args.checkpoints]
+    report = {
+        "benchmark": "duplicate-resolution IoU scan (PyTorch, CPU)",
+        "events_dir": str(args.events),
+        "hits": "learned filter" if args.filter else "ideal (truth) filter",
+        "filter_checkpoint": str(args.filter) if args.filter else None,
+        "machine": {"platform": platform.platform()},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        "results": records,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    plot(records, args.out.with_suffix(".png"))
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
