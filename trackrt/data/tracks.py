@@ -77,6 +77,7 @@ def assign_hits(
     hit_threshold: float = 0.5,
     min_hits: int = 3,
     duplicate_iou: float = 1.0,
+    valid: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Give each hit to the valid track with the highest assignment probability (if ≥ hit_threshold).
 
@@ -84,7 +85,8 @@ def assign_hits(
     (`valid_queries`; `duplicate_iou` = 1 keeps every valid query); tracks left with fewer than
     `min_hits` hits (at least one) are dropped and their hits unassigned (not re-offered to other
     tracks). Ties go to the lower query index. Returns (track_of_hit int64 [N], -1 for none;
-    track_scores float32 [T]), with track ids 0..T-1 numbered in query order.
+    track_scores float32 [T]), with track ids 0..T-1 numbered in query order. `valid` takes the
+    `valid_queries` result of a caller that already has it, so duplicates are not resolved twice.
     """
     track_logits = np.asarray(track_logits, dtype=np.float64)
     assignment_logits = np.asarray(assignment_logits, dtype=np.float32)
@@ -105,7 +107,8 @@ def assign_hits(
     num_queries, num_hits = assignment_logits.shape
     track_of_hit = np.full(num_hits, -1, dtype=np.int64)
     track_prob = sigmoid(track_logits)
-    valid = valid_queries(track_logits, assignment_logits, track_threshold, hit_threshold, duplicate_iou)
+    if valid is None:
+        valid = valid_queries(track_logits, assignment_logits, track_threshold, hit_threshold, duplicate_iou)
     if len(valid) == 0 or num_hits == 0:
         return track_of_hit, np.zeros(0, dtype=np.float32)
 

@@ -77,11 +77,9 @@ class ModelRecord:
     @property
     def thresholds(self) -> dict[str, Any]:
         """The decision thresholds the runtime applies to this model's outputs."""
-        if self.kind == "hit_filter":
-            return {"hit_threshold": self.config["hit_threshold"]}
-        keys = ("seed_threshold", "max_queries", "track_threshold", "hit_threshold", "min_hits")
-        thresholds = {key: self.config[key] for key in keys}
-        return {**thresholds, "duplicate_iou": self.config.get("duplicate_iou", 1.0)}
+        from trackrt.train.checkpoint import THRESHOLD_KEYS
+
+        return {key: self.config[key] for key in THRESHOLD_KEYS[self.kind]}
 
     @property
     def windows(self) -> dict[str, Any]:

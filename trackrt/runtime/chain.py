@@ -191,17 +191,17 @@ class TrackFindingStage:
         s = self.settings
         if not s.dynamic_queries:
             work.num_queries = len(track_logits)
+        valid = valid_queries(
+            track_logits, assignment_logits, s.track_threshold, s.hit_threshold, s.duplicate_iou
+        )
         track_of_kept, track_scores = assign_hits(
-            track_logits, assignment_logits, s.track_threshold, s.hit_threshold, s.min_hits, s.duplicate_iou
+            track_logits, assignment_logits, s.track_threshold, s.hit_threshold, s.min_hits, valid=valid
         )
         work.track_of_hit[work.kept] = track_of_kept
         work.track_scores = track_scores
         assigned = track_of_kept >= 0
         if assigned.any():
             # assign_hits gives each hit to the valid query with the highest probability.
-            valid = valid_queries(
-                track_logits, assignment_logits, s.track_threshold, s.hit_threshold, s.duplicate_iou
-            )
             best_logit = assignment_logits[valid].max(axis=0)
             work.hit_scores[work.kept[assigned]] = sigmoid(best_logit[assigned])
 

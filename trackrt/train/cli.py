@@ -186,9 +186,6 @@ def thresholds(checkpoint: Path, assignments: tuple[str, ...]) -> None:
 
     try:
         values = apply_overrides({}, assignments)
-        nested = sorted(key for key, value in values.items() if isinstance(value, dict))
-        if nested:
-            raise ConfigError(f"--set {nested[0]}: thresholds are plain keys, e.g. duplicate_iou=0.5")
         info = set_thresholds(checkpoint, values) if values else read_checkpoint_config(checkpoint)
     except (CheckpointError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
