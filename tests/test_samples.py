@@ -20,6 +20,7 @@ from trackrt.data.samples import (
     load_cached_sample,
     make_sample,
     open_cache,
+    reconstructable_particles,
     sample_config,
     target_particles,
     tracker_targets,
@@ -123,6 +124,23 @@ def test_tracker_targets_after_a_learned_filter() -> None:
     np.testing.assert_array_equal(targets.hit_particle, np.where(kept_pid == 1, 0, -1))
     with pytest.raises(ValueError, match=r"hit_mask: expected a bool array of shape \(15,\)"):
         tracker_targets(sample, np.ones(4, dtype=bool))
+
+
+def test_tracker_targets_for_every_reconstructable_particle() -> None:
+    sample = make_sample(hand_event([2.0, 0.5, 3.0]), sample_config("Pix1.0"))
+    assert sample.target_particle_id.tolist() == [1, 3]  # the 0.5 GeV particle is below the selection
+    everything = np.ones(sample.num_hits, dtype=bool)
+    assert reconstructable_particles(sample).tolist() == [1, 2, 3]  # noise (id 0) is never a particle
+    assert reconstructable_particles(sample, min_hits=5).tolist() == []
+    default = tracker_targets(sample, everything)
+    every = tracker_targets(sample, everything, reconstructable_particles(sample))
+    assert default.particle_id.tolist() == [1, 3]
+    assert every.particle_id.tolist() == [1, 2, 3]  # ordered by first hit, as the φ order has them
+    kept_pid = sample.hit_particle_id[every.hit_index]
+    np.testing.assert_array_equal(every.hit_particle >= 0, kept_pid != 0)
+    on_particle = kept_pid != 0
+    np.testing.assert_array_equal(every.particle_id[every.hit_particle[on_particle]], kept_pid[on_particle])
+    assert every.seed_target.sum() == 3
 
 
 def test_event_without_target_particles() -> None:

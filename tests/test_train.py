@@ -115,6 +115,8 @@ def test_other_config_errors() -> None:
         load_train_config(TINY, ("tracker.optim.grad_accumulation=0",))
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         load_train_config(TINY, ("tracker.epochs",))
+    with pytest.raises(ConfigError, match=r"tracker\.particles: 'every' is not one of"):
+        load_train_config(TINY, ("tracker.particles=every",))
     config = load_train_config(TINY, ("tracker.model.overrides.variant=fq-ma", "tracker.epochs=3"))
     assert config.model_config("tracker").variant == "fq-ma" and config.tracker.epochs == 3
 
@@ -287,7 +289,7 @@ def test_edge_case_events_train_and_evaluate(simulator: EventSimulator, tmp_path
     config = tiny_config(
         tmp_path / "run", tmp_path / "edge", tmp_path / "edge",
         hit_filter={"epochs": 1, "model": {"overrides": {"features": {"r_scale": 100.0}}}},
-        tracker={"epochs": 1, "hits": "learned", "queries": {"seed_threshold": 1.0}},
+        tracker={"epochs": 1, "hits": "learned", "particles": "all", "queries": {"seed_threshold": 1.0}},
     )  # fmt: skip
     assert config.model_config("hit_filter").features != config.model_config("tracker").features
     finals = train(config)

@@ -158,10 +158,23 @@ def make_sample(event: Event, config: SampleConfig) -> Sample:
     )
 
 
-def tracker_targets(sample: Sample, hit_mask: np.ndarray | None = None) -> TrackerTargets:
-    """Tracker targets on the hits kept by `hit_mask` (bool [N], φ order); None = ideal truth filter."""
+def reconstructable_particles(sample: Sample, min_hits: int = 3) -> np.ndarray:
+    """Sorted ids of every particle (any pT, η) with ≥ `min_hits` of the sample's hits; noise excluded."""
+    ids, counts = np.unique(sample.hit_particle_id, return_counts=True)
+    return ids[(counts >= min_hits) & (ids != 0)].astype(np.int64)
+
+
+def tracker_targets(
+    sample: Sample, hit_mask: np.ndarray | None = None, particle_ids: np.ndarray | None = None
+) -> TrackerTargets:
+    """Tracker targets on the hits kept by `hit_mask` (bool [N], φ order); None = ideal truth filter.
+
+    The particles to reconstruct are `particle_ids` (default: the selection's target particles).
+    """
     if hit_mask is None:
         hit_mask = sample.hit_on_target
+    if particle_ids is None:
+        particle_ids = sample.target_particle_id
     hit_mask = np.asarray(hit_mask)
     if hit_mask.dtype != np.bool_ or hit_mask.shape != (sample.num_hits,):
         raise ValueError(
@@ -170,7 +183,7 @@ def tracker_targets(sample: Sample, hit_mask: np.ndarray | None = None) -> Track
         )
     hit_index = np.flatnonzero(hit_mask).astype(np.int64)
     kept_particle = sample.hit_particle_id[hit_index]
-    target_hits = np.flatnonzero(np.isin(kept_particle, sample.target_particle_id) & (kept_particle != 0))
+    target_hits = np.flatnonzero(np.isin(kept_particle, particle_ids) & (kept_particle != 0))
     particles, group = np.unique(kept_particle[target_hits], return_inverse=True)
     # Within each particle: smallest r first, ties to the lower hit index; the group's head is its first hit.
     order = np.lexsort((target_hits, sample.hit_r[hit_index[target_hits]], group))

@@ -155,12 +155,15 @@ class HitFilterStageConfig(StageConfig):
 
 @dataclass
 class TrackerStageConfig(StageConfig):
-    """Tracker training: loss weights, query formation, and which hits it sees (truth or learned filter)."""
+    """Tracker training: loss weights, query formation, which hits it sees (truth or learned filter) and
+    which particles it learns to build (`particles`: the selection's targets, or "all" with ≥ 3 hits).
+    """
 
     loss: LossConfig = field(default_factory=LossConfig)
     queries: QueryConfig = field(default_factory=QueryConfig)
     hits: Literal["truth", "learned"] = "truth"
     filter_checkpoint: str | None = None
+    particles: Literal["selection", "all"] = "selection"
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from trackrt.data.samples import (
     SampleConfig,
     TrackerTargets,
     build_cache,
+    reconstructable_particles,
     sample_config,
     tracker_targets,
 )
@@ -72,6 +74,8 @@ class HitSelection:
 
     The learned filter sees its own `features` (its checkpoint's feature config), computed from the
     sample's hit coordinates, so filter and tracker may use different features.
+    `particles` = "all" makes every particle with ≥ 3 hits a target (not only the selection's), so a
+    tracker behind a learned filter learns to build the tracks of the low-pT particles it lets through.
     With `cache`, tracker targets are computed once per event id and kept in memory (the filter is
     frozen during tracker training); evaluation passes `cache=False`.
     """
@@ -81,6 +85,7 @@ class HitSelection:
     features: FeatureConfig | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     cache: bool = True
+    particles: Literal["selection", "all"] = "selection"
     _cache: dict[int, TrackerTargets] = field(default_factory=dict, repr=False)
 
     def kept(self, sample: Sample) -> np.ndarray | None:
@@ -92,8 +97,10 @@ class HitSelection:
 
     def targets(self, sample: Sample) -> TrackerTargets:
         """Tracker targets of `sample` on the selected hits."""
-        if not self.cache:
-            return tracker_targets(sample, self.kept(sample))
-        if sample.event_id not in self._cache:
-            self._cache[sample.event_id] = tracker_targets(sample, self.kept(sample))
-        return self._cache[sample.event_id]
+        if self.cache and sample.event_id in self._cache:
+            return self._cache[sample.event_id]
+        particle_ids = reconstructable_particles(sample) if self.particles == "all" else None
+        targets = tracker_targets(sample, self.kept(sample), particle_ids)
+        if self.cache:
+            self._cache[sample.event_id] = targets
+        return targets

@@ -113,7 +113,13 @@ def train_tracker(
         assert source is not None
         hit_filter, filter_config = load_checkpoint(source, device)
         threshold, filter_features = filter_config.model.hit_threshold, filter_config.features
-    hits = HitSelection(hit_filter, threshold if threshold is not None else 0.5, filter_features, device)
+    hits = HitSelection(
+        hit_filter,
+        threshold if threshold is not None else 0.5,
+        filter_features,
+        device,
+        particles=stage.particles,
+    )
 
     def validate(model: torch.nn.Module) -> dict[str, Any]:
         if val is None:

@@ -1,0 +1,158 @@
+"""Chain efficiency and fake rate against the hit filter's operating point (its probability threshold).
+
+The filter runs once per event (PyTorch, CPU); for each threshold the trackers then run on the hits it
+keeps, with their own decision thresholds, and the DESIGN §7 metrics are pooled over the events
+(counted on all pixel hits, so hits the filter drops count against the chain). Thresholds are given as
+probabilities (`--thresholds`) or as target-hit efficiencies (`--efficiencies`), which are turned into
+thresholds on the scanned events themselves: choose on validation events, then confirm the chosen
+probability on held-out events with `--thresholds` and set it with
+`trackrt thresholds FILTER --set hit_threshold=P`.
+Writes `benchmarks/results/filter_operating_point.{json,png}`.
+
+    python benchmarks/filter_operating_point.py EVENTS --filter CKPT TRACKER... [--efficiencies E...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trackrt.data.samples import Sample, make_sample, sample_config, tracker_targets
+from trackrt.data.trackml import iter_events
+from trackrt.data.tracks import sigmoid
+from trackrt.metrics.tracking import combine_metrics
+from trackrt.train.checkpoint import load_checkpoint
+from trackrt.train.evaluate import event_metrics, predict_tracks
+from trackrt.train.filter_metrics import FilterCounts, FilterScores
+
+RESULTS = Path(__file__).resolve().parent / "results"
+EFFICIENCIES = (0.995, 0.99, 0.98, 0.97, 0.95, 0.92, 0.9)
+
+
+def load_events(events: Path, tracker_paths: list[Path], max_events: int | None) -> tuple[list, list]:
+    """The trackers (model, config, selection) and, per event, one sample per tracker's features."""
+    trackers = []
+    for path in tracker_paths:
+        model, info = load_checkpoint(path)
+        selection = sample_config(info.metadata.get("selection", "Pix1.0"), info.features)
+        trackers.append((model, info.model, selection))
+    per_event = []
+    for event in iter_events(events, parts=("hits", "particles", "truth"), pixel_only=True):
+        if max_events is not None and len(per_event) == max_events:
+            break
+        per_event.append([make_sample(event, selection) for _, _, selection in trackers])
+    if not per_event:
+        raise SystemExit(f"{events}: no events")
+    return trackers, per_event
+
+
+def filter_logits(hit_filter: torch.nn.Module, features, samples: list[Sample]) -> FilterScores:
+    """Hit-filter logits of every event (computed on the filter's own features)."""
+    logits = []
+    with torch.no_grad():
+        for sample in samples:
+            if sample.num_hits == 0:
+                logits.append(np.zeros(0, np.float32))
+                continue
+            x = torch.from_numpy(np.ascontiguousarray(sample.features_for(features), dtype=np.float32))
+            logits.append(hit_filter(x[None])[0].float().numpy())
+    return FilterScores(logits, [np.asarray(s.hit_on_target, dtype=bool) for s in samples])
+
+
+def scan(args: argparse.Namespace) -> dict:
+    """Filter counts and pooled tracker metrics at every threshold of the scan."""
+    hit_filter, filter_info = load_checkpoint(args.filter)
+    trackers, per_event = load_events(args.events, args.trackers, args.max_events)
+    scores = filter_logits(hit_filter, filter_info.features, [samples[0] for samples in per_event])
+    if args.thresholds:
+        points = [(None, float(t)) for t in args.thresholds]
+    else:
+        points = [(e, scores.threshold_for_efficiency(e)) for e in args.efficiencies]
+    points.append(("shipped", float(filter_info.model.hit_threshold)))
+    rows = []
+    for label, threshold in points:
+        counts: FilterCounts = scores.counts(threshold)
+        row = {"target_efficiency": label, "threshold": threshold, "filter": counts.summary(), "trackers": {}}
+        for index, (model, config, selection) in enumerate(trackers):
+            metrics = []
+            for samples, logits in zip(per_event, scores.logits, strict=True):
+                sample = samples[index]
+                targets = tracker_targets(sample, sigmoid(logits) >= threshold)
+                tracks = predict_tracks(model, config, targets.features, torch.device("cpu"))
+                metrics.append(event_metrics(sample, targets.hit_index, *tracks, selection))
+            pooled = combine_metrics(metrics, [s[index].event_id for s in per_event])
+            name = str(args.trackers[index])
+            row["trackers"][name] = {
+                "efficiency": pooled.efficiency,
+                "efficiency_perfect": pooled.efficiency_perfect,
+                "fake_rate": pooled.fake_rate,
+                "duplicate_rate_lhc": pooled.duplicate_rate_lhc,
+            }
+            print(
+                f"threshold {threshold:.4f} (filter eff {counts.efficiency:.3f}, purity {counts.purity:.3f}, "
+                f"{counts.kept_hits / len(per_event):.0f} hits/event) {name}: DM {pooled.efficiency:.3f} "
+                f"perfect {pooled.efficiency_perfect:.3f} fake {pooled.fake_rate:.3f}"
+            )
+        rows.append(row)
+    return {"events": len(per_event), "rows": rows}
+
+
+def plot(result: dict, path: Path) -> None:
+    """DM efficiency and fake rate of each tracker against the filter's target-hit efficiency."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(result["rows"], key=lambda r: r["filter"]["efficiency"])
+    filter_eff = [r["filter"]["efficiency"] for r in rows]
+    fig, axis = plt.subplots(figsize=(7, 4))
+    for name in rows[0]["trackers"]:
+        line = axis.plot(filter_eff, [r["trackers"][name]["efficiency"] for r in rows], marker="o",
+                         label=f"{Path(name).name} DM eff")  # fmt: skip
+        axis.plot(filter_eff, [r["trackers"][name]["fake_rate"] for r in rows], marker="x", ls="--",
+                  color=line[0].get_color(), label=f"{Path(name).name} fake")  # fmt: skip
+    axis.plot(filter_eff, [r["filter"]["purity"] for r in rows], color="k", ls=":", label="filter purity")
+    axis.set_xlabel("hit-filter target-hit efficiency")
+    axis.set_ylim(0, 1)
+    axis.legend(fontsize=7)
+    axis.set_title("chain metrics vs the hit filter's operating point")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("events", type=Path)
+    parser.add_argument("trackers", type=Path, nargs="+")
+    parser.add_argument("--filter", type=Path, required=True, help="Hit-filter checkpoint.")
+    parser.add_argument("--efficiencies", type=float, nargs="+", default=list(EFFICIENCIES))
+    parser.add_argument("--thresholds", type=float, nargs="+", default=None, help="Probabilities (override).")
+    parser.add_argument("--max-events", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=RESULTS / "filter_operating_point.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    result = scan(args)
+    report = {
+        "benchmark": "hit-filter operating point scan (PyTorch, CPU)",
+        "events_dir": str(args.events),
+        "filter_checkpoint": str(args.filter),
+        "thresholds_from": "--thresholds" if args.thresholds else "target efficiencies on these events",
+        "machine": {"platform": platform.platform()},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        **result,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    plot(result, args.out.with_suffix(".png"))
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
