@@ -18,6 +18,7 @@ from trackrt.demo_pipeline import (
     MARKER_FILE,
     SUMMARY_FILE,
     TRACKER_DIRS,
+    VARIANT_OVERRIDES,
     DemoError,
     locate_models,
     prepare_output,
@@ -43,7 +44,7 @@ def checkpoints(tmp_path_factory) -> Path:
     metadata = {"selection": "Pix1.0", "pileup": PILEUP}
     _save(directory / HIT_FILTER_DIR, "hit_filter", 1, metadata, hit_threshold=0.3)
     for seed, (variant, name) in enumerate(TRACKER_DIRS.items(), start=2):
-        _save(directory / name, "tracker", seed, metadata, variant=variant, seed_threshold=0.3)
+        _save(directory / name, "tracker", seed, metadata, **VARIANT_OVERRIDES[variant], seed_threshold=0.3)
     return directory
 
 
@@ -159,6 +160,10 @@ def test_a_tracker_of_another_variant_is_refused(checkpoints, tmp_path):
     (swapped / "small-dq-ma").symlink_to(checkpoints / "small-dq-lsca")
     with pytest.raises(DemoError, match="a dq-lsca tracker, expected dq-ma"):
         locate_models(swapped, ["dq-ma"])
+    (swapped / "small-dq-lsca-seed").symlink_to(checkpoints / "small-dq-lsca")  # strided, not seed-centred
+    with pytest.raises(DemoError, match="a dq-lsca tracker, expected dq-lsca-seed"):
+        locate_models(swapped, ["dq-lsca-seed"])
+    assert set(locate_models(checkpoints, ["dq-lsca-seed"]).trackers) == {"dq-lsca-seed"}
 
 
 def test_missing_detector_is_reported_before_anything_is_written(checkpoints, tmp_path):

@@ -47,7 +47,7 @@ class DemoSetupError(click.ClickException):
     "variants",
     type=click.Choice(VARIANTS),
     multiple=True,
-    help="Decoder variant to run; repeat for several [default: all three].",
+    help="Decoder variant to run; repeat for several [default: all four].",
 )
 @click.option(
     "--threads",

@@ -24,7 +24,14 @@ from typing import Any
 
 import trackrt
 
-VARIANTS: tuple[str, ...] = ("fq-ma", "dq-ma", "dq-lsca")
+# The decoders of the paper, plus dq-lsca with seed-centred windows (model overrides per name).
+VARIANT_OVERRIDES: dict[str, dict[str, str]] = {
+    "fq-ma": {"variant": "fq-ma"},
+    "dq-ma": {"variant": "dq-ma"},
+    "dq-lsca": {"variant": "dq-lsca", "lsca_centering": "strided"},
+    "dq-lsca-seed": {"variant": "dq-lsca", "lsca_centering": "seed"},
+}
+VARIANTS: tuple[str, ...] = tuple(VARIANT_OVERRIDES)
 HIT_FILTER_DIR = "small-hit-filter"
 TRACKER_DIRS: dict[str, str] = {variant: f"small-{variant}" for variant in VARIANTS}
 DEFAULT_PILEUP = 20.0
@@ -131,9 +138,16 @@ def _read_config(path: Path, kind: str, variant: str | None = None) -> Any:
         raise DemoError(f"cannot read the shipped checkpoint: {exc}") from None
     if config.kind != kind:
         raise DemoError(f"{path}: a {config.kind} checkpoint, expected a {kind}")
-    if variant is not None and config.model.variant != variant:
-        raise DemoError(f"{path}: a {config.model.variant} tracker, expected {variant}")
+    if variant is not None and demo_variant(config.model) != variant:
+        raise DemoError(f"{path}: a {demo_variant(config.model)} tracker, expected {variant}")
     return config
+
+
+def demo_variant(model: Any) -> str:
+    """The demo's name for a tracker config: its decoder variant, `dq-lsca-seed` for seed-centred LSCA."""
+    if model.variant == "dq-lsca" and model.lsca_centering == "seed":
+        return "dq-lsca-seed"
+    return str(model.variant)
 
 
 def _recorded_pileup(metadata: dict[str, Any]) -> float | None:
