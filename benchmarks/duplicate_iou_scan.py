@@ -22,6 +22,7 @@ import torch
 from trackrt.data.samples import make_sample, sample_config
 from trackrt.data.trackml import iter_events
 from trackrt.data.tracks import assign_hits
+from trackrt.metrics.plots import plot_scan
 from trackrt.metrics.tracking import combine_metrics
 from trackrt.train.checkpoint import load_checkpoint
 from trackrt.train.dataset import HitSelection
@@ -80,25 +81,22 @@ def scan(tracker_path: Path, events: Path, filter_path: Path | None, max_events:
 
 def plot(records: list[dict], path: Path) -> None:
     """DM efficiency and fake rate against the IoU, one line pair per checkpoint."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axis = plt.subplots(figsize=(7, 4))
-    for record in records:
-        ious = [r["duplicate_iou"] for r in record["rows"]]
-        name = record["checkpoint"]
-        line = axis.plot(ious, [r["efficiency"] for r in record["rows"]], marker="o", label=f"{name} DM eff")
-        axis.plot(ious, [r["fake_rate"] for r in record["rows"]], marker="x", ls="--",
-                  color=line[0].get_color(), label=f"{name} fake")  # fmt: skip
-    axis.set_xlabel("duplicate_iou (1 = off)")
-    axis.set_ylim(0, 1)
-    axis.invert_xaxis()
-    axis.legend(fontsize=7)
-    axis.set_title("duplicate resolution: efficiency and fake rate")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    curves = {
+        record["checkpoint"]: (
+            [r["efficiency"] for r in record["rows"]],
+            [r["fake_rate"] for r in record["rows"]],
+        )
+        for record in records
+    }
+    ious = [r["duplicate_iou"] for r in records[0]["rows"]]
+    plot_scan(
+        path,
+        ious,
+        curves,
+        "duplicate_iou (1 = off)",
+        "duplicate resolution: efficiency and fake rate",
+        invert_x=True,
+    )
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ import torch
 from trackrt.data.samples import Sample, make_sample, sample_config, tracker_targets
 from trackrt.data.trackml import iter_events
 from trackrt.data.tracks import sigmoid
+from trackrt.metrics.plots import plot_scan
 from trackrt.metrics.tracking import combine_metrics
 from trackrt.train.checkpoint import load_checkpoint
 from trackrt.train.evaluate import event_metrics, predict_tracks
@@ -104,26 +105,22 @@ def scan(args: argparse.Namespace) -> dict:
 
 def plot(result: dict, path: Path) -> None:
     """DM efficiency and fake rate of each tracker against the filter's target-hit efficiency."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = sorted(result["rows"], key=lambda r: r["filter"]["efficiency"])
-    filter_eff = [r["filter"]["efficiency"] for r in rows]
-    fig, axis = plt.subplots(figsize=(7, 4))
-    for name in rows[0]["trackers"]:
-        line = axis.plot(filter_eff, [r["trackers"][name]["efficiency"] for r in rows], marker="o",
-                         label=f"{Path(name).name} DM eff")  # fmt: skip
-        axis.plot(filter_eff, [r["trackers"][name]["fake_rate"] for r in rows], marker="x", ls="--",
-                  color=line[0].get_color(), label=f"{Path(name).name} fake")  # fmt: skip
-    axis.plot(filter_eff, [r["filter"]["purity"] for r in rows], color="k", ls=":", label="filter purity")
-    axis.set_xlabel("hit-filter target-hit efficiency")
-    axis.set_ylim(0, 1)
-    axis.legend(fontsize=7)
-    axis.set_title("chain metrics vs the hit filter's operating point")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    curves = {
+        Path(name).name: (
+            [r["trackers"][name]["efficiency"] for r in rows],
+            [r["trackers"][name]["fake_rate"] for r in rows],
+        )
+        for name in rows[0]["trackers"]
+    }
+    plot_scan(
+        path,
+        [r["filter"]["efficiency"] for r in rows],
+        curves,
+        "hit-filter target-hit efficiency",
+        "chain metrics vs the hit filter's operating point",
+        reference=("filter purity", [r["filter"]["purity"] for r in rows]),
+    )
 
 
 def main() -> None:

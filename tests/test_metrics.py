@@ -22,6 +22,7 @@ from trackrt.metrics import (
     write_metrics_json,
 )
 from trackrt.metrics.majority import majority_particles
+from trackrt.metrics.plots import plot_scan
 
 # particle id -> (hits, pT [GeV], η); all targets at pT ≥ 1 GeV except 9 (pT), 13 (η) and 14 (hits)
 PARTICLES = {
@@ -293,6 +294,12 @@ def test_plots_are_written(evaluated, tmp_path: Path) -> None:
     ]
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_scan_plot_draws_an_efficiency_and_a_fake_line_per_curve(tmp_path: Path) -> None:
+    curves = {"a": ([0.5, 0.7, 0.8], [0.3, 0.2, 0.1]), "b": ([0.4, 0.5, 0.6], [0.2, 0.2, 0.2])}
+    path = plot_scan(tmp_path / "scan.png", [0.99, 0.95, 0.9], curves, "x", "t", ("purity", [0.3, 0.5, 0.7]))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
 
 def test_fast_on_an_event_sized_input() -> None:

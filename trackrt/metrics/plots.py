@@ -76,3 +76,35 @@ def _plot_rates(
     axes.set_title(title, fontsize=9)
     axes.legend(fontsize=8)
     figure.savefig(path, dpi=120)
+
+
+def plot_scan(
+    path: str | Path,
+    x: Sequence[float],
+    curves: dict[str, tuple[Sequence[float], Sequence[float]]],
+    xlabel: str,
+    title: str,
+    reference: tuple[str, Sequence[float]] | None = None,
+    invert_x: bool = False,
+) -> Path:
+    """DM efficiency (solid) and fake rate (dashed) per named curve against a scanned setting `x`.
+
+    `reference` adds one more dotted black line (e.g. the hit filter's purity). Returns the PNG's path.
+    """
+    figure = Figure(figsize=(7, 4), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes: Axes = figure.add_subplot()
+    for name, (efficiency, fake_rate) in curves.items():
+        (line,) = axes.plot(x, efficiency, marker="o", label=f"{name} DM eff")
+        axes.plot(x, fake_rate, marker="x", ls="--", color=line.get_color(), label=f"{name} fake")
+    if reference is not None:
+        axes.plot(x, reference[1], color="k", ls=":", label=reference[0])
+    axes.set_xlabel(xlabel)
+    axes.set_ylim(0, 1)
+    if invert_x:
+        axes.invert_xaxis()
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    axes.set_title(title, fontsize=9)
+    figure.savefig(path, dpi=120)
+    return Path(path)
