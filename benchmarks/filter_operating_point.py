@@ -19,17 +19,16 @@ import json
 import platform
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from trackrt.data.samples import Sample, make_sample, sample_config, tracker_targets
+from trackrt.data.samples import make_sample, sample_config, tracker_targets
 from trackrt.data.trackml import iter_events
 from trackrt.data.tracks import sigmoid
 from trackrt.metrics.plots import plot_scan
 from trackrt.metrics.tracking import combine_metrics
 from trackrt.train.checkpoint import load_checkpoint
 from trackrt.train.evaluate import event_metrics, predict_tracks
-from trackrt.train.filter_metrics import FilterCounts, FilterScores
+from trackrt.train.filter_metrics import FilterCounts, score_samples
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EFFICIENCIES = (0.995, 0.99, 0.98, 0.97, 0.95, 0.92, 0.9)
@@ -52,24 +51,12 @@ def load_events(events: Path, tracker_paths: list[Path], max_events: int | None)
     return trackers, per_event
 
 
-def filter_logits(hit_filter: torch.nn.Module, features, samples: list[Sample]) -> FilterScores:
-    """Hit-filter logits of every event (computed on the filter's own features)."""
-    logits = []
-    with torch.no_grad():
-        for sample in samples:
-            if sample.num_hits == 0:
-                logits.append(np.zeros(0, np.float32))
-                continue
-            x = torch.from_numpy(np.ascontiguousarray(sample.features_for(features), dtype=np.float32))
-            logits.append(hit_filter(x[None])[0].float().numpy())
-    return FilterScores(logits, [np.asarray(s.hit_on_target, dtype=bool) for s in samples])
-
-
 def scan(args: argparse.Namespace) -> dict:
     """Filter counts and pooled tracker metrics at every threshold of the scan."""
     hit_filter, filter_info = load_checkpoint(args.filter)
     trackers, per_event = load_events(args.events, args.trackers, args.max_events)
-    scores = filter_logits(hit_filter, filter_info.features, [samples[0] for samples in per_event])
+    first_samples = [samples[0] for samples in per_event]
+    scores = score_samples(hit_filter, first_samples, torch.device("cpu"), filter_info.features)
     if args.thresholds:
         points = [(None, float(t)) for t in args.thresholds]
     else:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trackrt.data.features import FeatureConfig
 from trackrt.data.samples import Sample
 from trackrt.data.tracks import sigmoid
 from trackrt.train.losses import hit_filter_loss
@@ -84,16 +85,20 @@ class FilterScores:
 
 @torch.no_grad()
 def score_samples(
-    hit_filter: torch.nn.Module, samples: Iterable[Sample], device: torch.device
+    hit_filter: torch.nn.Module,
+    samples: Iterable[Sample],
+    device: torch.device,
+    features: FeatureConfig | None = None,
 ) -> FilterScores:
-    """Run the hit filter (in eval mode) once over each sample."""
+    """Run the hit filter (in eval mode) once over each sample, on `features` if given (its own config)."""
     was_training = hit_filter.training
     hit_filter.eval()
     logits, on_target = [], []
     for sample in samples:
-        features = torch.from_numpy(np.ascontiguousarray(sample.features))[None].to(device)
+        values = sample.features if features is None else sample.features_for(features)
+        features_in = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))[None].to(device)
         logits.append(
-            hit_filter(features)[0].float().cpu().numpy() if sample.num_hits else np.zeros(0, np.float32)
+            hit_filter(features_in)[0].float().cpu().numpy() if sample.num_hits else np.zeros(0, np.float32)
         )
         on_target.append(np.asarray(sample.hit_on_target, dtype=bool))
     hit_filter.train(was_training)
