@@ -187,7 +187,11 @@ def test_tensorrt_file_keeps_the_bare_node_and_the_onnxruntime_file_has_the_func
         lsca = [n for n in iter_nodes(bare.graph) if n.domain == "trackrt"]
         assert lsca and {n.op_type for n in lsca} == {"LocalStridedCrossAttention"}
         assert len(bare.functions) == 0
-        assert {(f.domain, f.name) for f in runnable.functions} == {("trackrt", "LocalStridedCrossAttention")}
+        assert {(f.domain, f.name) for f in runnable.functions} == {
+            ("trackrt", "LocalStridedCrossAttention"),
+            ("trackrt", "LocalStridedCrossAttentionBlocked"),
+            ("trackrt", "LocalStridedCrossAttentionGathered"),
+        }
         assert {a.name for a in lsca[0].attribute} == {"window", "wrap", "scale"}
         assert all(len(n.input) == 5 for n in lsca)  # query, key, value, centers, key_lengths
     decoder = onnx.load(str(plugin_artifact / "tracker_decoder.trt.onnx"))

@@ -46,6 +46,56 @@ def test_function_matches_reference(rng, dtype, wrap, with_lengths):
         np.testing.assert_allclose(out.astype(np.float64), expected, atol=tol, rtol=tol)
 
 
+def formulation_model(op_type: str, dtype: int, window: int, wrap: int) -> onnx.ModelProto:
+    """A one-op model calling one formulation function (`...Blocked` / `...Gathered`) directly."""
+    model = attach_lsca_function(make_lsca_model(dtype, window, wrap))
+    model.graph.node[0].op_type = op_type
+    return model
+
+
+MONOTONE_CASES = [  # (B, H, Q, N, D, window): encoder-like Q = N, Q not a multiple of 64, N <= w, Q = 1
+    (1, 2, 150, 150, 8, 16),
+    (2, 1, 70, 300, 4, 8),
+    (1, 2, 64, 64, 8, 128),
+    (2, 3, 1, 9, 4, 6),
+    (1, 1, 200, 20, 8, 10),
+]
+
+
+@pytest.mark.parametrize("op_type", ["LocalStridedCrossAttentionBlocked", "LocalStridedCrossAttention"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("wrap", [0, 1])
+def test_blocked_formulation_matches_reference_on_monotone_centres(rng, op_type, dtype, wrap):
+    tol = 1e-5 if dtype == np.float32 else 2e-3
+    for b, h, nq, n, d, window in MONOTONE_CASES:
+        sess = session(formulation_model(op_type, ONNX_TYPES[dtype], window, wrap))
+        q, k, v = (rng.standard_normal(s).astype(dtype) for s in ((b, h, nq, d), (b, h, n, d), (b, h, n, d)))
+        lengths = rng.integers(max(1, n // 2), n + 1, b).astype(np.int32)
+        centers = np.sort(rng.integers(0, n, (b, nq)), axis=1).astype(np.int32)
+        if nq == n:
+            centers[:] = np.arange(n, dtype=np.int32)  # the encoder's sliding window
+        feed = {"query": q, "key": k, "value": v, "centers": centers, "key_lengths": lengths}
+        (out,) = sess.run(None, feed)
+        assert out.dtype == dtype and out.shape == q.shape
+        q64, k64, v64 = (x.astype(np.float64) for x in (q, k, v))
+        expected = lsca_reference(q64, k64, v64, centers, window, wrap, 0.0, lengths)
+        np.testing.assert_allclose(out.astype(np.float64), expected, atol=tol, rtol=tol)
+
+
+def test_dispatch_picks_blocked_only_for_short_monotone_ranges(rng):
+    """The op's function agrees with the gathered body whichever branch it takes."""
+    window = 8
+    fp32 = onnx.TensorProto.FLOAT
+    op_model = session(formulation_model("LocalStridedCrossAttention", fp32, window, 1))
+    gathered = session(formulation_model("LocalStridedCrossAttentionGathered", fp32, window, 1))
+    n, nq = 2000, 100
+    q, k, v = (rng.standard_normal(s).astype(np.float32) for s in ((1, 2, nq, 8), (1, 2, n, 8), (1, 2, n, 8)))
+    for centers in (np.arange(nq), np.arange(nq) * 19, rng.integers(0, n, nq), np.arange(nq)[::-1]):
+        feed = {"query": q, "key": k, "value": v, "centers": centers[None].astype(np.int32),
+                "key_lengths": np.array([n], np.int32)}
+        np.testing.assert_allclose(op_model.run(None, feed)[0], gathered.run(None, feed)[0], atol=1e-5)
+
+
 def test_function_explicit_scale_and_zero_window(rng):
     shapes = ((1, 2, 4, 8), (1, 2, 21, 8), (1, 2, 21, 8))
     q, k, v = (rng.standard_normal(s).astype(np.float32) for s in shapes)
@@ -61,14 +111,18 @@ def test_attach_copies_and_is_idempotent():
     bare = make_lsca_model(onnx.TensorProto.FLOAT, 4, 1, with_key_lengths=False)
     attached = attach_lsca_function(attach_lsca_function(bare))
     assert len(bare.functions) == 0 and len(bare.graph.node) == 1 and len(bare.graph.node[0].input) == 4
-    assert [(f.domain, f.name) for f in attached.functions] == [("trackrt", "LocalStridedCrossAttention")]
-    assert {o.domain: o.version for o in attached.functions[0].opset_import}[""] == 18
+    assert [(f.domain, f.name) for f in attached.functions] == [
+        ("trackrt", "LocalStridedCrossAttentionBlocked"),
+        ("trackrt", "LocalStridedCrossAttentionGathered"),
+        ("trackrt", "LocalStridedCrossAttention"),
+    ]
+    assert all({o.domain: o.version for o in f.opset_import}[""] == 18 for f in attached.functions)
     onnx.checker.check_model(attached)
 
 
 def test_function_opset_follows_model():
     attached = attach_lsca_function(make_lsca_model(onnx.TensorProto.FLOAT, 4, 1, opset=20))
-    assert {o.domain: o.version for o in attached.functions[0].opset_import}[""] == 20
+    assert all({o.domain: o.version for o in f.opset_import}[""] == 20 for f in attached.functions)
     with pytest.raises(ValueError, match="opset >= 15"):
         attach_lsca_function(make_lsca_model(onnx.TensorProto.FLOAT, 4, 1, opset=14))
 

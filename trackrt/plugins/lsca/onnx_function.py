@@ -1,10 +1,11 @@
 """ONNX Runtime implementation of `trackrt::LocalStridedCrossAttention`: a model-local onnxscript function.
 
 ONNX Runtime inlines a model-local function whose (domain, name) matches a custom node, so attaching
-this function makes an exported graph with the bare LSCA node run on any ORT build.  The function is
-the gathered formulation in standard ops (each query against its w+1 window keys, modulo the key
-length when wrapped, first L offsets only so each key counts once), computed in fp32.  The
-TensorRT-bound copy of a model must keep the bare node: TensorRT would prefer the function over the
+this function makes an exported graph with the bare LSCA node run on any ORT build.  The function, in
+standard ops computed in fp32, picks one of two formulations (`_onnxscript_lsca`): blocked (blocks of
+`FUNCTION_BLOCK` queries against their common key range, O(N·(64 + w)) memory: the encoders' sliding
+window) for non-decreasing centres, gathered (each query against its w+1 window keys) otherwise; both
+take keys modulo the key length when wrapped and count each key once.  The TensorRT-bound copy of a model must keep the bare node: TensorRT would prefer the function over the
 plugin.  Needs onnx and onnxscript (imported lazily by `attach_lsca_function`).
 """
 
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 
 _IR_VERSION = 10  # what torch.onnx writes; ONNX Runtime 1.18+ and TensorRT 10 read it
 MIN_DEFAULT_OPSET = 15  # Shape(start, end) and CastLike, used by the function body
+FUNCTION_BLOCK = 64  # queries per block of the function's blocked formulation
+FUNCTION_SPAN_FACTOR = 4  # blocked only while a block's key range is ≤ FACTOR·(w+1) + BLOCK keys
 _MISSING = "The LSCA ONNX Runtime function needs onnx and onnxscript: pip install 'trackrt[export]'"
 
 
@@ -34,12 +37,20 @@ def _imports() -> tuple:
 
 
 @functools.cache
-def lsca_function_proto() -> onnx.FunctionProto:
-    """The function `trackrt::LocalStridedCrossAttention` (5 inputs; attributes window, wrap, scale)."""
+def lsca_function_protos() -> tuple[onnx.FunctionProto, ...]:
+    """`trackrt::LocalStridedCrossAttention` (5 inputs; attributes window, wrap, scale) and the two
+    formulation functions it calls (`...Blocked`, `...Gathered`, same signature), op function last."""
     _imports()
-    from trackrt.plugins.lsca._onnxscript_lsca import LocalStridedCrossAttention
+    from trackrt.plugins.lsca import _onnxscript_lsca as bodies
 
-    return LocalStridedCrossAttention.to_function_proto()
+    return tuple(
+        function.to_function_proto()
+        for function in (
+            bodies.LocalStridedCrossAttentionBlocked,
+            bodies.LocalStridedCrossAttentionGathered,
+            bodies.LocalStridedCrossAttention,
+        )
+    )
 
 
 def _default_opset(model: onnx.ModelProto) -> int:
@@ -99,13 +110,17 @@ def attach_lsca_function(model: onnx.ModelProto) -> onnx.ModelProto:
         raise ValueError(f"attach_lsca_function needs default opset >= {MIN_DEFAULT_OPSET}, "
                          f"the model has {opset}")
     result = complete_key_lengths(copy.deepcopy(model))
-    function = copy.deepcopy(lsca_function_proto())
-    for entry in function.opset_import:
-        if entry.domain in ("", "ai.onnx"):
-            entry.version = opset
-    kept = [f for f in result.functions if (f.domain, f.name) != (LSCA_DOMAIN, LSCA_OP_TYPE)]
+    functions = [copy.deepcopy(function) for function in lsca_function_protos()]
+    for function in functions:
+        for entry in function.opset_import:
+            if entry.domain in ("", "ai.onnx"):
+                entry.version = opset
+        if not any(entry.domain == LSCA_DOMAIN for entry in function.opset_import):  # its If branches call it
+            function.opset_import.append(onnx.helper.make_opsetid(LSCA_DOMAIN, LSCA_VERSION))
+    names = {(function.domain, function.name) for function in functions}
+    kept = [f for f in result.functions if (f.domain, f.name) not in names]
     result.ClearField("functions")
-    result.functions.extend([*kept, function])
+    result.functions.extend([*kept, *functions])
     if not any(entry.domain == LSCA_DOMAIN for entry in result.opset_import):
         result.opset_import.append(onnx.helper.make_opsetid(LSCA_DOMAIN, LSCA_VERSION))
     return result
