@@ -55,7 +55,7 @@ def scan(tracker_path: Path, events: Path, filter_path: Path | None, max_events:
                 track_of_hit, scores = np.full(len(targets.hit_index), -1), np.zeros(0, np.float32)
             else:
                 track_of_hit, scores = assign_hits(
-                    *decoded, config.track_threshold, config.hit_threshold, config.min_hits, iou
+                    *decoded[:2], config.track_threshold, config.hit_threshold, config.min_hits, iou
                 )
             per_iou[iou].append(event_metrics(sample, targets.hit_index, track_of_hit, scores, selection))
     rows = []

@@ -469,7 +469,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     "--memory-limit-gib",
     default=2.0,
     show_default=True,
-    help="Skip ORT runs whose LSCA function would gather more K/V than this.",
+    help="Skip ORT runs whose LSCA function would need more memory than this.",
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=RESULTS, show_default=True)
 def main(

@@ -182,6 +182,23 @@ def test_evaluate_samples_reports_filter_and_both_modes(samples: list) -> None:
     expected = score_samples(FixedFilter(), samples, torch.device("cpu")).counts(0.5)
     assert evaluation.filter_counts == expected
     assert evaluation.event_ids == [s.event_id for s in samples] and evaluation.filter_threshold == 0.5
+    for mode, metrics in evaluation.tracking.items():
+        losses = evaluation.target_losses[mode]
+        assert len(losses) == metrics.counts["target_particles"]
+        assert (losses["stage"] == "found").sum() == metrics.counts["matched_particles_dm"]
+    assert (evaluation.target_losses["tracking_only"]["stage"] != "filter").all()  # the truth filter
+
+
+def test_target_losses_follow_the_seeds(samples: list) -> None:
+    """Perfect seeds with every query rejected: all target particles are lost at the valid stage."""
+    sample = next(s for s in samples if s.num_targets >= 2)
+    config = preset("tiny", "tracker", overrides={"variant": "dq-ma", "track_threshold": 1.0})
+    tracker = build_model(config).eval()
+    encode, seeds = tracker.encode, PerfectSeeds(tracker_targets(sample).first_hit)
+    tracker.encode = lambda x: (encode(x)[0], seeds.encode(x)[1])
+    evaluation = evaluate_samples([sample], tracker, config, SELECTION, torch.device("cpu"))
+    stages = evaluation.target_losses["tracking_only"]["stage"]
+    assert len(stages) == sample.num_targets and (stages == "valid").all()
 
 
 def test_a_filter_with_its_own_features_selects_on_them(samples: list) -> None:

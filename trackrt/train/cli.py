@@ -165,6 +165,10 @@ def evaluate(
             overall = report[mode]["overall"]
             efficiency, fake_rate = _percent(overall["efficiency"]), _percent(overall["fake_rate"])
             click.echo(f"{mode}: DM efficiency {efficiency}, fake rate {fake_rate}")
+            if "target_losses" in report[mode]:
+                lost = report[mode]["target_losses"]["fractions"]
+                stages = ", ".join(f"{stage} {_percent(share)}" for stage, share in lost.items())
+                click.echo(f"  target particles by stage lost at: {stages}")
     if "hit_filter" in report:
         hf = report["hit_filter"]
         click.echo(f"hit filter: efficiency {_percent(hf['efficiency'])}, purity {_percent(hf['purity'])}")

@@ -2,7 +2,8 @@
 
 Two efficiencies are reported: `tracking_only` runs the tracker on the ideal (truth) hit filter's
 hits; `filter_and_tracking` runs it on the learned filter's hits, so filter losses count against it.
-Both are counted on truth before any filter (all pixel hits of the event).
+Both are counted on truth before any filter (all pixel hits of the event). Each mode also reports
+where the target particles are lost (filter, seed, valid query, track building).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -23,9 +24,10 @@ from tqdm import tqdm
 from trackrt.data.features import FeatureConfig
 from trackrt.data.samples import Sample, SampleConfig, make_sample, sample_config, tracker_targets
 from trackrt.data.trackml import PIXEL_VOLUMES, iter_events
-from trackrt.data.tracks import assign_hits, select_seeds
+from trackrt.data.tracks import assign_hits, select_seeds, valid_queries
 from trackrt.metrics.plots import plot_metrics
 from trackrt.metrics.report import metrics_report
+from trackrt.metrics.target_losses import stage_counts, target_loss_stages
 from trackrt.metrics.tracking import TrackingMetrics, combine_metrics, evaluate_tracks
 from trackrt.model.config import TrackerConfig
 from trackrt.train.checkpoint import load_checkpoint
@@ -37,11 +39,28 @@ from trackrt.train.records import json_safe
 MODES = ("tracking_only", "filter_and_tracking")
 
 
+class DecodedEvent(NamedTuple):
+    """The final decoder layer's outputs and the seed hits (into the M hits) of its queries (None: fq-ma)."""
+
+    track_logits: np.ndarray  # [Q]
+    assignment_logits: np.ndarray  # [Q, M]
+    query_hits: np.ndarray | None  # int64 [Q]
+
+
+class EventPrediction(NamedTuple):
+    """Tracks of one event (`assign_hits`) plus the seed hits of all and of the valid queries."""
+
+    track_of_hit: np.ndarray  # int64 [M], -1 for none
+    track_scores: np.ndarray  # float32 [T]
+    query_hits: np.ndarray | None  # int64, into the M hits; None for fixed queries
+    valid_query_hits: np.ndarray | None
+
+
 @torch.no_grad()
 def decode_event(
     tracker: torch.nn.Module, config: TrackerConfig, features: np.ndarray, device: torch.device
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """The final decoder layer on φ-sorted hits [M, F]: (track_logits [Q], assignment_logits [Q, M]).
+) -> DecodedEvent | None:
+    """The final decoder layer on φ-sorted hits [M, F], and the queries' seed hits.
 
     Queries are the seeds ≥ `seed_threshold` capped at `max_queries` (`fq-ma`: its learned queries), as in
     the runtime. None when there are no hits or no seed.
@@ -50,33 +69,44 @@ def decode_event(
         return None
     x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))[None].to(device)
     hit_embeddings, seed_logits = tracker.encode(x)
-    query_indices = None
+    seeds, query_indices = None, None
     if config.dynamic_queries:
         seeds = select_seeds(seed_logits[0].float().cpu().numpy(), config.seed_threshold, config.max_queries)
         if len(seeds) == 0:
             return None
         query_indices = torch.from_numpy(seeds)[None].to(device)
     final = tracker.decode(hit_embeddings, query_indices)[-1]
-    return final["track_logits"][0].float().cpu().numpy(), final["assignment_logits"][0].float().cpu().numpy()
+    track_logits = final["track_logits"][0].float().cpu().numpy()
+    return DecodedEvent(track_logits, final["assignment_logits"][0].float().cpu().numpy(), seeds)
+
+
+def predict_event(
+    tracker: torch.nn.Module, config: TrackerConfig, features: np.ndarray, device: torch.device
+) -> EventPrediction:
+    """Run the tracker on φ-sorted hits [M, F]: tracks by `assign_hits` with the config's thresholds,
+    exactly as in the runtime, and which queries were seeded where and kept as valid."""
+    decoded = decode_event(tracker, config, features, device)
+    if decoded is None:
+        none = np.full(len(features), -1, dtype=np.int64)
+        empty = np.zeros(0, dtype=np.int64) if config.dynamic_queries else None
+        return EventPrediction(none, np.zeros(0, np.float32), empty, empty)
+    logits = (decoded.track_logits, decoded.assignment_logits)
+    thresholds = (config.track_threshold, config.hit_threshold)
+    valid = valid_queries(*logits, *thresholds, config.duplicate_iou)
+    track_of_hit, scores = assign_hits(
+        *logits, *thresholds, config.min_hits, config.duplicate_iou, valid=valid
+    )
+    query_hits = decoded.query_hits
+    valid_hits = None if query_hits is None else query_hits[valid]
+    return EventPrediction(track_of_hit, scores, query_hits, valid_hits)
 
 
 def predict_tracks(
     tracker: torch.nn.Module, config: TrackerConfig, features: np.ndarray, device: torch.device
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Run the tracker on φ-sorted hits [M, F]: (track_of_hit int64 [M], −1 for none; track_scores [T]).
-
-    Hits go to tracks by `assign_hits` with the config's thresholds, exactly as in the runtime.
-    """
-    decoded = decode_event(tracker, config, features, device)
-    if decoded is None:
-        return np.full(len(features), -1, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    return assign_hits(
-        *decoded,
-        config.track_threshold,
-        config.hit_threshold,
-        config.min_hits,
-        config.duplicate_iou,
-    )
+    """(track_of_hit int64 [M], −1 for none; track_scores [T]) of `predict_event`."""
+    prediction = predict_event(tracker, config, features, device)
+    return prediction.track_of_hit, prediction.track_scores
 
 
 @torch.no_grad()
@@ -142,12 +172,38 @@ def event_metrics(
 
 @dataclass
 class Evaluation:
-    """Pooled tracking metrics per mode, hit-filter counts (with a filter) and the events evaluated."""
+    """Pooled tracking metrics per mode, hit-filter counts (with a filter) and the events evaluated.
+
+    `target_losses` holds, per mode, one row per target particle and event with the chain stage where
+    it is lost (`trackrt.metrics.target_losses`).
+    """
 
     tracking: dict[str, TrackingMetrics]
     filter_counts: FilterCounts | None
     filter_threshold: float | None
     event_ids: list[int] = field(default_factory=list)
+    target_losses: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+def event_target_losses(
+    sample: Sample, hit_index: np.ndarray, prediction: EventPrediction, metrics: TrackingMetrics
+) -> pd.DataFrame:
+    """Where each target particle of one event is lost, given the kept hits and the tracker's prediction."""
+    kept = np.zeros(sample.num_hits, dtype=bool)
+    kept[hit_index] = True
+    particles = metrics.particle_table
+    targets = particles.loc[particles["target"], "particle_id"].to_numpy()
+    found = particles.loc[particles["target"] & particles["matched_dm"], "particle_id"].to_numpy()
+    query_hits, valid_hits = prediction.query_hits, prediction.valid_query_hits
+    table = target_loss_stages(
+        sample.hit_particle_id,
+        targets,
+        kept,
+        found,
+        None if query_hits is None else hit_index[query_hits],
+        None if valid_hits is None else hit_index[valid_hits],
+    )
+    return table.assign(event_id=sample.event_id)
 
 
 def evaluate_samples(
@@ -175,6 +231,7 @@ def evaluate_samples(
         )
         counts = FilterCounts()
     per_mode: dict[str, list[TrackingMetrics]] = {mode: [] for mode in selections}
+    losses: dict[str, list[pd.DataFrame]] = {mode: [] for mode in selections}
     event_ids = []
     was_training = tracker.training
     tracker.eval()
@@ -186,13 +243,16 @@ def evaluate_samples(
                 kept = np.zeros(sample.num_hits, dtype=bool)
                 kept[targets.hit_index] = True
                 counts.add(sample.hit_on_target, kept)
-            track_of_hit, scores = predict_tracks(tracker, tracker_config, targets.features, device)
-            per_mode[mode].append(event_metrics(sample, targets.hit_index, track_of_hit, scores, selection))
+            prediction = predict_event(tracker, tracker_config, targets.features, device)
+            metrics = event_metrics(sample, targets.hit_index, *prediction[:2], selection)
+            per_mode[mode].append(metrics)
+            losses[mode].append(event_target_losses(sample, targets.hit_index, prediction, metrics))
     tracker.train(was_training)
     if not event_ids:
         raise ValueError("evaluate_samples: no events to evaluate")
     tracking = {mode: combine_metrics(metrics, event_ids) for mode, metrics in per_mode.items()}
-    return Evaluation(tracking, counts, filter_threshold, event_ids)
+    target_losses = {mode: pd.concat(tables, ignore_index=True) for mode, tables in losses.items()}
+    return Evaluation(tracking, counts, filter_threshold, event_ids, target_losses)
 
 
 def write_evaluation(evaluation: Evaluation, out_dir: str | Path, info: dict[str, Any] | None = None) -> Path:
@@ -211,6 +271,13 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path, info: dict[str
         }
     for mode, metrics in evaluation.tracking.items():
         report[mode] = metrics_report(metrics)
+        if mode in evaluation.target_losses:
+            counts = stage_counts(evaluation.target_losses[mode])
+            total = sum(counts.values())
+            report[mode]["target_losses"] = {
+                "stages": counts,
+                "fractions": {stage: n / total if total else math.nan for stage, n in counts.items()},
+            }
         plots = plot_metrics(metrics, out_dir / mode, label=mode.replace("_", " "))
         report[mode]["plots"] = [str(p.relative_to(out_dir)) for p in plots]
     path = out_dir / "metrics.json"

@@ -5,8 +5,9 @@ this function makes an exported graph with the bare LSCA node run on any ORT bui
 standard ops computed in fp32, picks one of two formulations (`_onnxscript_lsca`): blocked (blocks of
 `FUNCTION_BLOCK` queries against their common key range, O(N·(64 + w)) memory: the encoders' sliding
 window) for non-decreasing centres, gathered (each query against its w+1 window keys) otherwise; both
-take keys modulo the key length when wrapped and count each key once.  The TensorRT-bound copy of a model must keep the bare node: TensorRT would prefer the function over the
-plugin.  Needs onnx and onnxscript (imported lazily by `attach_lsca_function`).
+take keys modulo the key length when wrapped and count each key once.  The TensorRT-bound copy of a
+model must keep the bare node: TensorRT would prefer the function over the plugin.  Needs onnx and
+onnxscript (imported lazily by `attach_lsca_function`).
 """
 
 from __future__ import annotations
