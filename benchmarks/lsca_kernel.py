@@ -10,7 +10,8 @@ output is checked against the first backend that ran for the case (max abs diffe
 
 GPU (defaults): N = 10k, 20k, 60k; Q = N/9; w = 64, 128; H = 8, D = 32; fp16; triton, dense (masked
 SDPA), flex, gathered; plus the encoder case Q = N, w = 512.  CPU (`--device cpu`): N = 2k, 5k, 10k in
-fp32 with dense, gathered, blocked.
+fp32 with dense, gathered, blocked and `ort` (the ONNX Runtime function of plugin-mode files, one
+thread; `ort-gathered` / `ort-blocked` time one of its two formulations).
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ def estimated_bytes(backend: str, case: Case, heads: int, head_dim: int, itemsiz
         return heads * q * n * 8 + q * n
     if backend == "gathered":
         return 2 * heads * q * (w + 1) * head_dim * itemsize + heads * q * (w + 1) * 12
+    if backend.startswith("ort"):  # fp32 inside; blocked: 64 queries against 64·N/Q + w keys
+        blocked = backend == "ort-blocked" or (backend == "ort" and case.kind == "encoder")
+        span = 64 * max(1, n // q) + w if blocked else 64 * (w + 1)
+        return q // 64 * span * heads * (2 * head_dim * 4 + 64 * 8)
     if backend == "blocked":
         band = 64 + w
         return 2 * heads * q * band // 64 * head_dim * itemsize + min(heads * q * band * 12, 1 << 28)
@@ -130,6 +135,39 @@ def summarize(times: list[float]) -> dict[str, float]:
             "min_ms": float(array.min())}
 
 
+ORT_FORMULATIONS = {  # the ORT function of plugin-mode files (CPU, fp32/fp16): the op or one formulation
+    "ort": "LocalStridedCrossAttention",
+    "ort-gathered": "LocalStridedCrossAttentionGathered",
+    "ort-blocked": "LocalStridedCrossAttentionBlocked",
+}
+
+
+def ort_calls(backend: str, window: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+              centers: torch.Tensor) -> tuple[Callable[[], torch.Tensor], Callable[[], torch.Tensor]]:
+    """ONNX Runtime calls (1 intra-op thread) of the LSCA function on CPU tensors: one for timing (with
+    ORT's memory arena, as deployed) and one without the arena, whose allocations show in peak RSS."""
+    import onnx
+    import onnxruntime as ort
+
+    from trackrt.plugins.lsca.onnx_function import attach_lsca_function, make_lsca_model
+
+    types = {torch.float32: onnx.TensorProto.FLOAT, torch.float16: onnx.TensorProto.FLOAT16}
+    if q.device.type != "cpu" or q.dtype not in types:
+        raise RuntimeError(f"{backend}: CPU fp32/fp16 tensors only")
+    model = attach_lsca_function(make_lsca_model(types[q.dtype], window, 1, head_dim=q.shape[-1]))
+    model.graph.node[0].op_type = ORT_FORMULATIONS[backend]
+    feed = {"query": q.numpy(), "key": k.numpy(), "value": v.numpy(),
+            "centers": centers.to(torch.int32).numpy(), "key_lengths": np.array([k.shape[2]], np.int32)}
+    calls = []
+    for arena in (True, False):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.enable_cpu_mem_arena = arena
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        calls.append(lambda session=session: torch.from_numpy(session.run(None, feed)[0]))
+    return calls[0], calls[1]
+
+
 def run_case(case: Case, backends: list[str], device: str, dtype: torch.dtype, heads: int, head_dim: int,
              warmup: int, iters: int) -> list[dict]:
     """Time every backend on one case; outputs are compared with the first backend that ran."""
@@ -151,10 +189,15 @@ def run_case(case: Case, backends: list[str], device: str, dtype: torch.dtype, h
         def call(backend: str = backend) -> torch.Tensor:
             return local_window_attention(q, k, v, centers, case.window, True, backend=backend)
 
+        memory_call = None
         try:
+            if backend in ORT_FORMULATIONS:
+                call, memory_call = ort_calls(backend, case.window, q, k, v, centers)
             with torch.no_grad():
                 out = call()
                 times, peak = timer.run(call, warmup, iters)
+                if memory_call is not None:
+                    peak = timer.run(memory_call, 1, 1)[1]
         except (torch.cuda.OutOfMemoryError, RuntimeError, ImportError) as exc:
             rows.append({**row, "status": f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"})
             continue
@@ -239,7 +282,7 @@ def int_list(text: str) -> list[int]:
 @click.option("--encoder-window", default=512, show_default=True)
 @click.option("--encoder-sizes", default=None, help="N for the encoder case (default: the --sizes).")
 @click.option("--backends", default=None,
-              help="Default: triton,dense,flex,gathered on GPU; dense,gathered,blocked on CPU.")
+              help="Default: triton,dense,flex,gathered on GPU; dense,gathered,blocked,ort on CPU.")
 @click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), default=None,
               help="Default: float16 on GPU, float32 on CPU.")
 @click.option("--heads", default=8, show_default=True)
@@ -255,7 +298,7 @@ def main(device: str, sizes: str | None, windows: str, encoder_window: int, enco
     if gpu and not torch.cuda.is_available():
         raise click.UsageError("no CUDA device: use --device cpu")
     size_list = int_list(sizes or ("10000,20000,60000" if gpu else "2000,5000,10000"))
-    default_backends = "triton,dense,flex,gathered" if gpu else "dense,gathered,blocked"
+    default_backends = "triton,dense,flex,gathered" if gpu else "dense,gathered,blocked,ort"
     backend_list = (backends or default_backends).split(",")
     torch_dtype = getattr(torch, dtype or ("float16" if gpu else "float32"))
     warmup = warmup if warmup is not None else (5 if gpu else 2)
