@@ -236,12 +236,16 @@ def test_evaluate_cli_writes_metrics_and_plots(simulator: EventSimulator, tmp_pa
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "tracking_only: DM efficiency" in result.output and "hit filter: efficiency" in result.output
+    assert "target particles lost at: filter" in result.output
     report = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert report["events"] == 2 and report["selection"] == "Pix1.0"
     assert report["hit_filter"]["threshold"] == 0.4
     for mode in ("tracking_only", "filter_and_tracking"):
         assert {"overall", "binned"} <= set(report[mode])
         assert report[mode]["binned"]["pt"] and report[mode]["binned"]["eta"]
+        stages = report[mode]["target_losses"]["stages"]
+        assert list(stages) == ["filter", "seed", "valid", "tracks", "found"]
+        assert sum(stages.values()) == report[mode]["overall"]["counts"]["target_particles"]
         for plot in report[mode]["plots"]:
             assert (tmp_path / "out" / plot).stat().st_size > 0
     assert len(report["tracking_only"]["plots"]) == 4

@@ -166,9 +166,10 @@ def evaluate(
             efficiency, fake_rate = _percent(overall["efficiency"]), _percent(overall["fake_rate"])
             click.echo(f"{mode}: DM efficiency {efficiency}, fake rate {fake_rate}")
             if "target_losses" in report[mode]:
-                lost = report[mode]["target_losses"]["fractions"]
-                stages = ", ".join(f"{stage} {_percent(share)}" for stage, share in lost.items())
-                click.echo(f"  target particles by stage lost at: {stages}")
+                shares = dict(report[mode]["target_losses"]["fractions"])
+                found = _percent(shares.pop("found"))
+                lost = ", ".join(f"{stage} {_percent(share)}" for stage, share in shares.items())
+                click.echo(f"  target particles lost at: {lost}; found {found}")
     if "hit_filter" in report:
         hf = report["hit_filter"]
         click.echo(f"hit filter: efficiency {_percent(hf['efficiency'])}, purity {_percent(hf['purity'])}")
