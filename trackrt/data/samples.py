@@ -78,9 +78,10 @@ class Sample:
     def num_targets(self) -> int:
         return len(self.target_particle_id)
 
-    def features_for(self, config: FeatureConfig) -> np.ndarray:
-        """The hits' features [N, F] under another feature config (e.g. a hit filter's), in φ order."""
-        return hit_features(self.hit_xyz, config)
+    def features_for(self, config: FeatureConfig | None) -> np.ndarray:
+        """The hits' features [N, F] under another feature config (e.g. a hit filter's), in φ order;
+        None: the stored features."""
+        return self.features if config is None else hit_features(self.hit_xyz, config)
 
     def truth_frame(self) -> pd.DataFrame:
         """Truth in TrackML layout (hit_id, particle_id, weight) for the metrics."""

@@ -57,15 +57,19 @@ def event_at(events_seen: int, num_events: int, seed: int) -> tuple[int, int]:
 
 
 @torch.no_grad()
+def filter_logits(hit_filter: torch.nn.Module, features: np.ndarray, device: torch.device) -> np.ndarray:
+    """Hit-filter logits float32 [N] of φ-sorted hits given the filter's features [N, F]."""
+    if len(features) == 0:
+        return np.zeros(0, np.float32)
+    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))[None].to(device)
+    return hit_filter(x)[0].float().cpu().numpy()
+
+
 def filter_probabilities(
     hit_filter: torch.nn.Module, features: np.ndarray, device: torch.device
 ) -> np.ndarray:
     """Hit-filter probabilities float64 [N] of φ-sorted hits given the filter's features [N, F]."""
-    if len(features) == 0:
-        return np.zeros(0)
-    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))[None].to(device)
-    logits = hit_filter(x)[0].float().cpu().numpy()
-    return sigmoid(logits)
+    return sigmoid(filter_logits(hit_filter, features, device))
 
 
 @dataclass
@@ -92,7 +96,7 @@ class HitSelection:
         """Bool [N] of kept hits, or None for the truth filter."""
         if self.hit_filter is None:
             return None
-        features = sample.features if self.features is None else sample.features_for(self.features)
+        features = sample.features_for(self.features)
         return filter_probabilities(self.hit_filter, features, self.device) >= self.threshold
 
     def targets(self, sample: Sample) -> TrackerTargets:

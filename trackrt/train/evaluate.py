@@ -186,11 +186,14 @@ class Evaluation:
 
 
 def event_target_losses(
-    sample: Sample, hit_index: np.ndarray, prediction: EventPrediction, metrics: TrackingMetrics
+    sample: Sample,
+    hit_index: np.ndarray,
+    kept: np.ndarray,
+    prediction: EventPrediction,
+    metrics: TrackingMetrics,
 ) -> pd.DataFrame:
-    """Where each target particle of one event is lost, given the kept hits and the tracker's prediction."""
-    kept = np.zeros(sample.num_hits, dtype=bool)
-    kept[hit_index] = True
+    """Where each target particle of one event is lost, given the kept hits (`hit_index`, as a bool
+    mask `kept` [N]) and the tracker's prediction on them."""
     particles = metrics.particle_table
     targets = particles.loc[particles["target"], "particle_id"].to_numpy()
     found = particles.loc[particles["target"] & particles["matched_dm"], "particle_id"].to_numpy()
@@ -239,14 +242,14 @@ def evaluate_samples(
         event_ids.append(sample.event_id)
         for mode, hit_selection in selections.items():
             targets = hit_selection.targets(sample)
+            kept = np.zeros(sample.num_hits, dtype=bool)
+            kept[targets.hit_index] = True
             if counts is not None and mode == "filter_and_tracking":
-                kept = np.zeros(sample.num_hits, dtype=bool)
-                kept[targets.hit_index] = True
                 counts.add(sample.hit_on_target, kept)
             prediction = predict_event(tracker, tracker_config, targets.features, device)
             metrics = event_metrics(sample, targets.hit_index, *prediction[:2], selection)
             per_mode[mode].append(metrics)
-            losses[mode].append(event_target_losses(sample, targets.hit_index, prediction, metrics))
+            losses[mode].append(event_target_losses(sample, targets.hit_index, kept, prediction, metrics))
     tracker.train(was_training)
     if not event_ids:
         raise ValueError("evaluate_samples: no events to evaluate")

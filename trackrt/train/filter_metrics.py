@@ -13,6 +13,7 @@ import torch
 from trackrt.data.features import FeatureConfig
 from trackrt.data.samples import Sample
 from trackrt.data.tracks import sigmoid
+from trackrt.train.dataset import filter_logits
 from trackrt.train.losses import hit_filter_loss
 
 
@@ -95,11 +96,7 @@ def score_samples(
     hit_filter.eval()
     logits, on_target = [], []
     for sample in samples:
-        values = sample.features if features is None else sample.features_for(features)
-        features_in = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))[None].to(device)
-        logits.append(
-            hit_filter(features_in)[0].float().cpu().numpy() if sample.num_hits else np.zeros(0, np.float32)
-        )
+        logits.append(filter_logits(hit_filter, sample.features_for(features), device))
         on_target.append(np.asarray(sample.hit_on_target, dtype=bool))
     hit_filter.train(was_training)
     return FilterScores(logits, on_target)
