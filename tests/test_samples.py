@@ -91,6 +91,18 @@ def test_target_particles_follow_the_selection(reference_event: Event) -> None:
     assert len(targets) > 0
 
 
+def test_pt_min_replaces_the_selections_cut(reference_event: Event) -> None:
+    margin = make_sample(reference_event, sample_config("Pix1.0", pt_min=0.8))
+    strict = make_sample(reference_event, sample_config("Pix1.0"))
+    assert sample_config("Pix0.6", pt_min=0.5).pt_min == 0.5
+    assert set(strict.target_particle_id) < set(margin.target_particle_id)
+    assert (margin.hit_on_target >= strict.hit_on_target).all()
+    assert margin.hit_on_target.sum() > strict.hit_on_target.sum()
+    added = np.setdiff1d(margin.target_particle_id, strict.target_particle_id)
+    pt = margin.particles.set_index("particle_id").loc[added, "pt"]
+    assert ((pt >= 0.8) & (pt < 1.0)).all()
+
+
 def test_ideal_tracker_targets_on_reference_event(reference_event: Event) -> None:
     sample = make_sample(reference_event, sample_config("Pix1.0"))
     targets = tracker_targets(sample)

@@ -23,7 +23,7 @@ from trackrt.train.cli import load_train_config
 from trackrt.train.config import TrainConfig
 from trackrt.train.dataset import event_at, open_samples
 from trackrt.train.evaluate import evaluate_directory
-from trackrt.train.loop import train
+from trackrt.train.loop import train, train_and_val_samples
 from trackrt.train.queries import training_query_indices
 from trackrt.train.records import read_metrics_log
 from trackrt.train.schedule import warmup_cosine_factor
@@ -115,6 +115,8 @@ def test_other_config_errors() -> None:
         load_train_config(TINY, ("tracker.optim.grad_accumulation=0",))
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         load_train_config(TINY, ("tracker.epochs",))
+    with pytest.raises(ConfigError, match=r"data\.train_pt_min must be a finite pT"):
+        load_train_config(TINY, ("data.train_pt_min=-0.5",))
     with pytest.raises(ConfigError, match=r"tracker\.particles: 'every' is not one of"):
         load_train_config(TINY, ("tracker.particles=every",))
     config = load_train_config(TINY, ("tracker.model.overrides.variant=fq-ma", "tracker.epochs=3"))
@@ -164,6 +166,18 @@ def test_directories_with_equal_event_names_get_separate_caches(
     assert one[0].event_id == renamed[0].event_id == 2
     assert one[0].num_hits != renamed[0].num_hits
     assert len(open_samples(events["train"], tmp_path / "cache", "Pix1.0", features, max_events=2)) == 2
+
+
+def test_train_pt_min_sets_the_training_targets_not_the_validation_ones(
+    events: dict[str, Path], tmp_path: Path
+) -> None:
+    config = tiny_config(tmp_path / "run", events["train"], events["val"], data={"train_pt_min": 0.5})
+    features = config.model_config("tracker").features
+    samples, val = train_and_val_samples(config, features)
+    assert samples.config.pt_min == 0.5 and val is not None and val.config.pt_min == 1.0
+    strict = open_samples(events["train"], tmp_path / "cache", "Pix1.0", features)
+    assert sum(s.num_targets for s in samples) > sum(s.num_targets for s in strict)
+    assert samples.directory != strict.directory  # the cut is part of the cache key
 
 
 def test_event_order_is_a_seeded_permutation_per_epoch() -> None:

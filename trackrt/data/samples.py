@@ -47,12 +47,16 @@ class SampleConfig:
             raise ConfigError(f"min_hits: must be >= 1, got {self.min_hits}")
 
 
-def sample_config(selection: str, features: FeatureConfig | None = None) -> SampleConfig:
-    """The `Pix1.0` (pT ≥ 1 GeV) or `Pix0.6` (pT ≥ 0.6 GeV) selection with |η| ≤ 4 and ≥ 3 pixel hits."""
+def sample_config(
+    selection: str, features: FeatureConfig | None = None, pt_min: float | None = None
+) -> SampleConfig:
+    """The `Pix1.0` (pT ≥ 1 GeV) or `Pix0.6` (pT ≥ 0.6 GeV) selection with |η| ≤ 4 and ≥ 3 pixel hits;
+    `pt_min` replaces the selection's pT cut (training on a margin below it)."""
     if selection not in SELECTION_PT_MIN:
         known = ", ".join(SELECTION_PT_MIN)
         raise ConfigError(f"selection: unknown selection {selection!r} (known: {known})")
-    return SampleConfig(pt_min=SELECTION_PT_MIN[selection], features=features or FeatureConfig())
+    cut = SELECTION_PT_MIN[selection] if pt_min is None else pt_min
+    return SampleConfig(pt_min=cut, features=features or FeatureConfig())
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -91,6 +92,9 @@ class DataConfig:
     """Event directories (TrackML CSV), the sample cache and the target selection.
 
     `pileup` (⟨μ⟩ of the training events, if known) is recorded in the checkpoints' metadata.
+    `train_pt_min` (GeV) replaces the selection's pT cut for what the models learn (hit-filter targets,
+    the truth filter's hits, tracker targets), e.g. a margin below it so that the hit filter keeps
+    near-threshold particles whole; validation and evaluation still count the selection's targets.
     """
 
     train_dir: str = ""
@@ -100,10 +104,14 @@ class DataConfig:
     max_train_events: int | None = None
     max_val_events: int | None = None
     pileup: float | None = None
+    train_pt_min: float | None = None
 
     def __post_init__(self) -> None:
         if self.pileup is not None and self.pileup < 0:
             raise ConfigError(f"data.pileup must be ≥ 0, got {self.pileup}")
+        pt_min = self.train_pt_min
+        if pt_min is not None and not (math.isfinite(pt_min) and pt_min >= 0):
+            raise ConfigError(f"data.train_pt_min must be a finite pT ≥ 0 (GeV), got {self.train_pt_min}")
         if not self.train_dir:
             raise ConfigError("data.train_dir: a directory of training events is required")
         for name in ("max_train_events", "max_val_events"):

@@ -30,13 +30,15 @@ def open_samples(
     selection: str,
     features: FeatureConfig,
     max_events: int | None = None,
+    pt_min: float | None = None,
 ) -> CachedSamples:
-    """The samples of `event_dir` for `selection` and `features`, cached as `.npz` (built on first use).
+    """The samples of `event_dir` for `selection` and `features`, cached as `.npz` (built on first use);
+    `pt_min` replaces the selection's pT cut for the targets.
 
     Each event directory gets its own cache sub-directory, so equal event ids in two directories
     (e.g. train and validation) never share a cached file.
     """
-    config: SampleConfig = sample_config(selection, features)
+    config: SampleConfig = sample_config(selection, features, pt_min)
     source = Path(event_dir).resolve()
     digest = hashlib.sha256(str(source).encode()).hexdigest()[:10]
     samples = build_cache(source, Path(cache_dir) / f"{source.name}-{digest}", config)

@@ -35,18 +35,22 @@ def _metadata(config: TrainConfig, name: str) -> dict[str, Any]:
     return {
         "stage": name,
         "selection": config.data.selection,
+        "train_pt_min": config.data.train_pt_min,
         "pileup": config.data.pileup,
         "seed": config.seed,
         "train_config": to_dict(config),
     }
 
 
-def _train_and_val_samples(
+def train_and_val_samples(
     config: TrainConfig, features: FeatureConfig
 ) -> tuple[CachedSamples, CachedSamples | None]:
-    """The cached training samples and, when a validation directory is configured, the validation ones."""
+    """The cached training samples (targets at `data.train_pt_min`) and, when a validation directory is
+    configured, the validation ones (the selection's targets)."""
     data, cache = config.data, _cache_dir(config)
-    samples = open_samples(data.train_dir, cache, data.selection, features, data.max_train_events)
+    samples = open_samples(
+        data.train_dir, cache, data.selection, features, data.max_train_events, data.train_pt_min
+    )
     if not data.val_dir:
         return samples, None
     return samples, open_samples(data.val_dir, cache, data.selection, features, data.max_val_events)
@@ -60,7 +64,7 @@ def train_hit_filter(config: TrainConfig, device: torch.device, resume: bool = F
     if resume and final.exists():
         return final
     model_config = config.model_config("hit_filter")
-    samples, val = _train_and_val_samples(config, model_config.features)
+    samples, val = train_and_val_samples(config, model_config.features)
     calibration = val if val is not None else samples
 
     def validate(model: torch.nn.Module) -> dict[str, Any]:
@@ -106,7 +110,7 @@ def train_tracker(
         return final
     model_config = config.model_config("tracker")
     selection = sample_config(config.data.selection, model_config.features)
-    samples, val = _train_and_val_samples(config, model_config.features)
+    samples, val = train_and_val_samples(config, model_config.features)
     hit_filter, threshold, source, filter_features = None, None, None, None
     if stage.hits == "learned":
         source = Path(stage.filter_checkpoint) if stage.filter_checkpoint else filter_path
