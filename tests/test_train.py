@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from trackrt.cli import main
 from trackrt.configuration import ConfigError, from_dict, to_dict
+from trackrt.data.samples import make_sample, sample_config, tracker_targets
 from trackrt.data.simulate import EventSimulator, SimulationConfig
 from trackrt.data.trackml import Event, write_event
 from trackrt.train import stage_runner
@@ -21,7 +22,7 @@ from trackrt.train.checkpoint import load_checkpoint
 from trackrt.train.checkpoint_files import CheckpointError
 from trackrt.train.cli import load_train_config
 from trackrt.train.config import TrainConfig
-from trackrt.train.dataset import event_at, open_samples
+from trackrt.train.dataset import HitSelection, event_at, open_samples
 from trackrt.train.evaluate import evaluate_directory
 from trackrt.train.loop import train, train_and_val_samples
 from trackrt.train.queries import training_query_indices
@@ -117,6 +118,9 @@ def test_other_config_errors() -> None:
         load_train_config(TINY, ("tracker.epochs",))
     with pytest.raises(ConfigError, match=r"data\.train_pt_min must be a finite pT"):
         load_train_config(TINY, ("data.train_pt_min=-0.5",))
+    for bad in ("1.0", "-0.1"):
+        with pytest.raises(ConfigError, match=r"tracker\.hit_dropout must be in \[0, 1\), got"):
+            load_train_config(TINY, (f"tracker.hit_dropout={bad}",))
     with pytest.raises(ConfigError, match=r"tracker\.particles: 'every' is not one of"):
         load_train_config(TINY, ("tracker.particles=every",))
     config = load_train_config(TINY, ("tracker.model.overrides.variant=fq-ma", "tracker.epochs=3"))
@@ -238,13 +242,43 @@ def test_train_cli_runs_and_resumes(events: dict[str, Path], tmp_path: Path) -> 
     assert bad.exit_code != 0 and "tracker.optim.lrr" in bad.output
 
 
+def test_hit_dropout_draws_fresh_subsets_and_seeds_at_the_first_remaining_hit(
+    simulator: EventSimulator,
+) -> None:
+    sample = make_sample(simulator.simulate(3, 7), sample_config("Pix1.0"))
+    full = HitSelection().targets(sample)
+    torch.manual_seed(0)
+    dropping = HitSelection(dropout=0.3)
+    draws = [dropping.targets(sample) for _ in range(20)]
+    kept = np.array([len(d.hit_index) for d in draws]) / len(full.hit_index)
+    assert 0.6 < kept.mean() < 0.8  # about 30 % dropped, only ever from the truth filter's hits
+    assert all(np.isin(d.hit_index, full.hit_index).all() for d in draws)
+    assert len({d.hit_index.tobytes() for d in draws}) == 20  # a fresh subset at every call
+    for d in draws[:3]:  # the targets are those of the remaining hits: first hits move outwards
+        mask = np.zeros(sample.num_hits, dtype=bool)
+        mask[d.hit_index] = True
+        expected = tracker_targets(sample, mask)
+        np.testing.assert_array_equal(d.first_hit, expected.first_hit)
+        np.testing.assert_array_equal(d.hit_particle, expected.hit_particle)
+    moved = [
+        p for d in draws for p, particle in enumerate(d.particle_id)
+        if d.hit_index[d.first_hit[p]] != full.hit_index[full.first_hit[full.particle_id == particle][0]]
+    ]  # fmt: skip
+    assert moved, "some particle lost its innermost hit and is seeded further out"
+    torch.manual_seed(0)
+    again = [dropping.targets(sample) for _ in range(20)]
+    assert all(np.array_equal(a.hit_index, b.hit_index) for a, b in zip(draws, again, strict=True))
+
+
+@pytest.mark.parametrize("hit_dropout", [0.0, 0.2])
 def test_resume_continues_exactly_where_it_stopped(
-    events: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    events: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hit_dropout: float
 ) -> None:
     def config(out: Path) -> TrainConfig:
         return tiny_config(
             out, events["train"], None, hit_filter=None,
-            tracker={"epochs": 2, "checkpoint_interval": 3, "optim": {"grad_accumulation": 1}},
+            tracker={"epochs": 2, "checkpoint_interval": 3, "hit_dropout": hit_dropout,
+                     "optim": {"grad_accumulation": 1}},
         )  # fmt: skip
 
     straight = train(config(tmp_path / "straight"))["tracker"]

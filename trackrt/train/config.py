@@ -165,6 +165,8 @@ class HitFilterStageConfig(StageConfig):
 class TrackerStageConfig(StageConfig):
     """Tracker training: loss weights, query formation, which hits it sees (truth or learned filter) and
     which particles it learns to build (`particles`: the selection's targets, or "all" with ≥ 3 hits).
+    `hit_dropout` drops that fraction of the selected hits at random at every step, as a hit filter's
+    losses would (a particle whose first hit is dropped is seeded at its next one).
     """
 
     loss: LossConfig = field(default_factory=LossConfig)
@@ -172,6 +174,12 @@ class TrackerStageConfig(StageConfig):
     hits: Literal["truth", "learned"] = "truth"
     filter_checkpoint: str | None = None
     particles: Literal["selection", "all"] = "selection"
+    hit_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (math.isfinite(self.hit_dropout) and 0.0 <= self.hit_dropout < 1.0):
+            raise ConfigError(f"tracker.hit_dropout must be in [0, 1), got {self.hit_dropout}")
 
 
 @dataclass

@@ -83,7 +83,9 @@ class HitSelection:
     `particles` = "all" makes every particle with ≥ 3 hits a target (not only the selection's), so a
     tracker behind a learned filter learns to build the tracks of the low-pT particles it lets through.
     With `cache`, tracker targets are computed once per event id and kept in memory (the filter is
-    frozen during tracker training); evaluation passes `cache=False`.
+    frozen during tracker training); evaluation passes `cache=False`. `dropout` > 0 (training
+    augmentation) removes that fraction of the selected hits afresh at every call, drawn from torch's
+    CPU generator so that a resumed run draws the same hits; nothing is cached then.
     """
 
     hit_filter: torch.nn.Module | None = None
@@ -92,6 +94,7 @@ class HitSelection:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     cache: bool = True
     particles: Literal["selection", "all"] = "selection"
+    dropout: float = 0.0
     _cache: dict[int, TrackerTargets] = field(default_factory=dict, repr=False)
 
     def kept(self, sample: Sample) -> np.ndarray | None:
@@ -102,11 +105,16 @@ class HitSelection:
         return filter_probabilities(self.hit_filter, features, self.device) >= self.threshold
 
     def targets(self, sample: Sample) -> TrackerTargets:
-        """Tracker targets of `sample` on the selected hits."""
-        if self.cache and sample.event_id in self._cache:
+        """Tracker targets of `sample` on the selected hits (a fresh random subset with `dropout`)."""
+        cache = self.cache and self.dropout == 0
+        if cache and sample.event_id in self._cache:
             return self._cache[sample.event_id]
         particle_ids = reconstructable_particles(sample) if self.particles == "all" else None
-        targets = tracker_targets(sample, self.kept(sample), particle_ids)
-        if self.cache:
+        kept = self.kept(sample)
+        if self.dropout > 0:
+            selected = sample.hit_on_target if kept is None else kept
+            kept = selected & (torch.rand(sample.num_hits, dtype=torch.float64).numpy() >= self.dropout)
+        targets = tracker_targets(sample, kept, particle_ids)
+        if cache:
             self._cache[sample.event_id] = targets
         return targets

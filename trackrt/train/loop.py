@@ -123,6 +123,7 @@ def train_tracker(
         filter_features,
         device,
         particles=stage.particles,
+        dropout=stage.hit_dropout,
     )
 
     def validate(model: torch.nn.Module) -> dict[str, Any]:
