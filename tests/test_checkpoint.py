@@ -182,11 +182,17 @@ def test_thresholds_are_rewritten_without_touching_the_weights(tmp_path: Path) -
     with pytest.raises(CheckpointError, match=r"duplicate_iou: must be a probability"):
         set_thresholds(path, {"duplicate_iou": 2.0})
     assert read_checkpoint_config(path).thresholds == info.thresholds  # a refused change writes nothing
+    set_thresholds(path, {"duplicate_iou": 0.5, "min_hits": 4})  # only min_hits is a change
+    changes = read_checkpoint_config(path).metadata["threshold_changes"]
+    assert changes[1:] == [{"min_hits": {"from": 3, "to": 4}}]
+    unchanged = (path / "config.json").read_bytes()
+    set_thresholds(path, {"duplicate_iou": 0.5})
+    assert (path / "config.json").read_bytes() == unchanged
 
     runner = CliRunner()
     shown = runner.invoke(main, ["thresholds", str(path)])
     assert shown.exit_code == 0 and "duplicate_iou: 0.5" in shown.output
-    changed = runner.invoke(main, ["thresholds", str(path), "--set", "min_hits=4"])
-    assert changed.exit_code == 0 and "min_hits: 4" in changed.output
+    changed = runner.invoke(main, ["thresholds", str(path), "--set", "min_hits=5"])
+    assert changed.exit_code == 0 and "min_hits: 5" in changed.output
     refused = runner.invoke(main, ["thresholds", str(path), "--set", "min_hits=zero"])
     assert refused.exit_code != 0 and "min_hits" in refused.output

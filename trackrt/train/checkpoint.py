@@ -186,7 +186,8 @@ def set_thresholds(path: str | Path, values: dict[str, Any]) -> CheckpointConfig
     """Rewrite a checkpoint's decision thresholds in `config.json` (weights untouched); returns the result.
 
     Keys must be thresholds of the checkpoint's kind; values are validated as the model config does.
-    The previous values are kept under `metadata.threshold_changes`.
+    The previous values are kept under `metadata.threshold_changes`; setting a threshold to the value it
+    already has changes nothing.
     """
     path = Path(path)
     current = read_checkpoint_config(path)
@@ -198,9 +199,15 @@ def set_thresholds(path: str | Path, values: dict[str, Any]) -> CheckpointConfig
         updated = config_from_dict(current.kind, {**to_dict(current.model), **values})
     except ConfigError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
+    changed = {
+        key: {"from": current.thresholds[key], "to": getattr(updated, key)}
+        for key in values
+        if getattr(updated, key) != current.thresholds[key]
+    }
+    if not changed:
+        return current
     data = read_json(path / CONFIG_FILE)
-    changes = data.setdefault("metadata", {}).setdefault("threshold_changes", [])
-    changes.append({key: {"from": current.thresholds[key], "to": getattr(updated, key)} for key in values})
+    data.setdefault("metadata", {}).setdefault("threshold_changes", []).append(changed)
     data["model_config"] = to_dict(updated)
     data["thresholds"] = thresholds_of(updated)
     partial = path / (CONFIG_FILE + ".partial")
