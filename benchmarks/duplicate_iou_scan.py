@@ -16,17 +16,15 @@ import json
 import platform
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from trackrt.data.samples import make_sample, sample_config
 from trackrt.data.trackml import iter_events
-from trackrt.data.tracks import assign_hits
 from trackrt.metrics.plots import plot_scan
 from trackrt.metrics.tracking import combine_metrics
 from trackrt.train.checkpoint import load_checkpoint
 from trackrt.train.dataset import HitSelection
-from trackrt.train.evaluate import decode_event, event_metrics
+from trackrt.train.evaluate import assign_decoded, decode_event, event_metrics
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GRID = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2)
@@ -51,12 +49,8 @@ def scan(tracker_path: Path, events: Path, filter_path: Path | None, max_events:
         decoded = decode_event(tracker, config, targets.features, torch.device("cpu"))
         event_ids.append(sample.event_id)
         for iou in GRID:
-            if decoded is None:
-                track_of_hit, scores = np.full(len(targets.hit_index), -1), np.zeros(0, np.float32)
-            else:
-                track_of_hit, scores = assign_hits(
-                    *decoded[:2], config.track_threshold, config.hit_threshold, config.min_hits, iou
-                )
+            thresholds = (config.track_threshold, config.hit_threshold, config.min_hits, iou)
+            track_of_hit, scores = assign_decoded(decoded, len(targets.hit_index), *thresholds)
             per_iou[iou].append(event_metrics(sample, targets.hit_index, track_of_hit, scores, selection))
     rows = []
     for iou in GRID:

@@ -18,18 +18,16 @@ import json
 import platform
 from pathlib import Path
 
-import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from trackrt.data.samples import make_sample, sample_config
 from trackrt.data.trackml import iter_events
-from trackrt.data.tracks import assign_hits
 from trackrt.metrics.tracking import combine_metrics
 from trackrt.train.checkpoint import load_checkpoint
 from trackrt.train.dataset import HitSelection
-from trackrt.train.evaluate import decode_event, event_metrics
+from trackrt.train.evaluate import assign_decoded, decode_event, event_metrics
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KEYS = ("seed_threshold", "track_threshold", "hit_threshold", "duplicate_iou")
@@ -61,11 +59,8 @@ def grid_metrics(args: argparse.Namespace) -> tuple[dict, list[dict]]:
         for track, hit, iou in itertools.product(args.track, args.hit, args.iou):
             per_event = []
             for (sample, targets), d in zip(events, decoded, strict=True):
-                if d is None:
-                    track_of_hit, scores = np.full(len(targets.hit_index), -1), np.zeros(0, np.float32)
-                else:
-                    logits = (d.track_logits, d.assignment_logits)
-                    track_of_hit, scores = assign_hits(*logits, track, hit, config.min_hits, iou)
+                thresholds = (track, hit, config.min_hits, iou)
+                track_of_hit, scores = assign_decoded(d, len(targets.hit_index), *thresholds)
                 per_event.append(event_metrics(sample, targets.hit_index, track_of_hit, scores, selection))
             m = combine_metrics(per_event, event_ids)
             setting = dict(zip(KEYS, (seed_threshold, track, hit, iou), strict=True))

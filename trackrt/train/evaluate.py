@@ -80,6 +80,21 @@ def decode_event(
     return DecodedEvent(track_logits, final["assignment_logits"][0].float().cpu().numpy(), seeds)
 
 
+def assign_decoded(
+    decoded: DecodedEvent | None,
+    num_hits: int,
+    track_threshold: float,
+    hit_threshold: float,
+    min_hits: int,
+    duplicate_iou: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`assign_hits` on a decoded event of `num_hits` hits; no tracks when nothing was decoded."""
+    if decoded is None:
+        return np.full(num_hits, -1, dtype=np.int64), np.zeros(0, np.float32)
+    logits = (decoded.track_logits, decoded.assignment_logits)
+    return assign_hits(*logits, track_threshold, hit_threshold, min_hits, duplicate_iou)
+
+
 def predict_event(
     tracker: torch.nn.Module, config: TrackerConfig, features: np.ndarray, device: torch.device
 ) -> EventPrediction:
