@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "export": "trackrt.export.cli:export",
     "validate": "trackrt.export.cli:validate",
     "run": "trackrt.runtime.cli:run",
+    "build-engines": "trackrt.runtime.cli:build_engines_command",
     "demo": "trackrt.demo:demo",
 }
 

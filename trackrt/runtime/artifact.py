@@ -89,7 +89,8 @@ class Artifact:
         return {name: self.graphs[name] for name in self.required_graphs}
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of one file's bytes."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -181,7 +182,7 @@ def _locate_graphs(directory: Path, data: dict[str, Any], verify: bool) -> dict[
         if not path.is_file():
             continue
         expected = _expected_sha256(info, path.name)
-        if verify and expected and _file_sha256(path) != expected:
+        if verify and expected and file_sha256(path) != expected:
             raise ArtifactError(f"{path}: sha256 differs from artifact.json (file changed after export)")
         graphs[name] = path
     return graphs

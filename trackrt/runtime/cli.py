@@ -10,10 +10,11 @@ from pathlib import Path
 
 import click
 
-from trackrt.runtime.artifact import ArtifactError
+from trackrt.runtime.artifact import ArtifactError, load_artifact
 from trackrt.runtime.backends import BACKENDS
 from trackrt.runtime.backends.base import BackendUnavailable
 from trackrt.runtime.checks import CheckConfig
+from trackrt.runtime.engine_spec import PRECISIONS, EngineError, EngineLimits
 from trackrt.runtime.job import ERRORS_FILE, RunConfig, RunSummary, run_job
 
 EXIT_EVENTS_FAILED = 1
@@ -80,6 +81,8 @@ def _print_summary(summary: RunSummary, out_dir: Path) -> None:
               help="Tracker checkpoint for --backend torch (default: the one recorded in artifact.json).")
 @click.option("--filter-checkpoint", type=click.Path(exists=True, path_type=Path), default=None,
               help="Hit-filter checkpoint for --backend torch.")
+@click.option("--engine-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="TensorRT engines (default ARTIFACT_DIR/engines, from `trackrt build-engines`).")
 @click.option("--warmup/--no-warmup", default=True, show_default=True, help="Warm up before the first event.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def run(
@@ -99,6 +102,7 @@ def run(
     field_t: float,
     tracker_checkpoint: Path | None,
     filter_checkpoint: Path | None,
+    engine_dir: Path | None,
     warmup: bool,
     progress: bool,
 ) -> None:
@@ -130,6 +134,7 @@ def run(
             checks=CheckConfig(max_r_mm=max_r, max_abs_z_mm=max_abs_z, max_hits=max_hits),
             warmup=warmup,
             checkpoints=checkpoints,
+            engine_dir=engine_dir,
         )
         summary = run_job(config, progress=progress)
     except (ArtifactError, BackendUnavailable, FileNotFoundError, NotADirectoryError, ValueError) as exc:
@@ -137,3 +142,48 @@ def run(
     _print_summary(summary, out_dir)
     if not summary.ok:
         raise SystemExit(EXIT_EVENTS_FAILED)
+
+
+@click.command("build-engines")
+@click.argument("artifact_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
+              help="fp16 on TensorRT 10.x sets the builder flag; TensorRT 11 takes the ONNX types.")
+@click.option("--engine-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to write the engines [default: ARTIFACT_DIR/engines].")
+@click.option("--max-hits", type=click.IntRange(min=1), default=EngineLimits.max_hits, show_default=True,
+              help="Most hits per event (hit filter input).")
+@click.option("--opt-hits", type=click.IntRange(min=1), default=EngineLimits.opt_hits, show_default=True)
+@click.option("--max-kept-hits", type=click.IntRange(min=1), default=EngineLimits.max_kept_hits,
+              show_default=True, help="Most hits the filter keeps (tracker input).")
+@click.option("--opt-kept-hits", type=click.IntRange(min=1), default=EngineLimits.opt_kept_hits,
+              show_default=True)
+@click.option("--max-queries", type=click.IntRange(min=1), default=EngineLimits.max_queries,
+              show_default=True, help="Most seed queries per event (decoder input).")
+@click.option("--opt-queries", type=click.IntRange(min=1), default=EngineLimits.opt_queries,
+              show_default=True)
+@click.option("--plugin", type=click.Choice(["aot", "jit"]), default="aot", show_default=True,
+              help="LSCA plugin implementation: aot runs without Python, jit needs torch and Triton.")
+@click.option("--version-compatible", is_flag=True, help="Engines that later TensorRT versions can run.")
+@click.option("--hardware-compatibility", type=click.Choice(["AMPERE_PLUS", "SAME_COMPUTE_CAPABILITY"]),
+              default=None, help="Engines that run on other GPUs of this level.")
+def build_engines_command(artifact_dir: Path, precision: str, engine_dir: Path | None, max_hits: int,
+                          opt_hits: int, max_kept_hits: int, opt_kept_hits: int, max_queries: int,
+                          opt_queries: int, plugin: str, version_compatible: bool,
+                          hardware_compatibility: str | None) -> None:
+    """Build TensorRT engines (with the LSCA plugin) for the graphs of ARTIFACT_DIR.
+
+    Needs the full TensorRT (>= 10.9, or 11.x) and a CUDA GPU; each engine gets a JSON sidecar that
+    `trackrt run --backend tensorrt` checks before use.
+    """
+    from trackrt.runtime.engine_builder import EngineBuildOptions, build_engines
+
+    try:
+        limits = EngineLimits(max_hits=max_hits, opt_hits=min(opt_hits, max_hits),
+                              max_kept_hits=max_kept_hits, opt_kept_hits=min(opt_kept_hits, max_kept_hits),
+                              max_queries=max_queries, opt_queries=min(opt_queries, max_queries))
+        options = EngineBuildOptions(precision=precision, limits=limits, plugin_aot=plugin == "aot",
+                                     version_compatible=version_compatible,
+                                     hardware_compatibility_level=hardware_compatibility)
+        build_engines(load_artifact(artifact_dir), options, engine_dir, log=click.echo)
+    except (ArtifactError, EngineError) as exc:
+        raise SetupError(str(exc)) from exc

@@ -53,6 +53,7 @@ class RunConfig:
     checks: CheckConfig = field(default_factory=CheckConfig)
     warmup: bool = True
     checkpoints: dict[str, str] = field(default_factory=dict)
+    engine_dir: Path | None = None
 
     def intra_op_threads(self) -> int | None:
         """Threads per graph: as given, else the cores shared out between workers (None: runtime default)."""
@@ -215,6 +216,7 @@ def run_job(
         checkpoints=config.checkpoints,
         field_t=config.field_t,
         checks=config.checks,
+        engine_dir=config.engine_dir,
     )
     backend = tracker.describe()
     writer = OutputWriter(config.out_dir, config.parameter_format)

@@ -63,12 +63,14 @@ class Tracker:
         checkpoints: dict[str, str] | None = None,
         field_t: float = DEFAULT_FIELD_T,
         checks: CheckConfig | None = None,
+        engine_dir: str | Path | None = None,
     ) -> Tracker:
-        """Read `artifact_dir` and open its graphs on `backend` (`auto`, `onnxruntime`, `torch`).
+        """Read `artifact_dir` and open its graphs on `backend` (`auto`, `tensorrt`, `onnxruntime`, `torch`).
 
         `threads` sets intra-op threads per graph; `checkpoints` ({"tracker": dir, "hit_filter": dir})
-        overrides where the torch reference backend finds weights. The artifact's `limits.max_hits`
-        becomes the hit-count check unless `checks` sets its own.
+        overrides where the torch reference backend finds weights; `engine_dir` where the tensorrt
+        backend finds engines (default `<artifact>/engines`). The artifact's `limits.max_hits`, else the
+        backend's (an engine's profile), becomes the hit-count check unless `checks` sets its own.
         """
         artifact = load_artifact(artifact_dir)
         options = BackendOptions(
@@ -78,11 +80,13 @@ class Tracker:
             graph_optimization=graph_optimization,
             io_binding=io_binding,
             checkpoints=dict(checkpoints or {}),
+            engine_dir=None if engine_dir is None else str(engine_dir),
         )
         opened = create_backend(backend, artifact, options)
         checks = checks or CheckConfig()
-        if checks.max_hits is None and artifact.max_hits is not None:
-            checks = dataclasses.replace(checks, max_hits=artifact.max_hits)
+        max_hits = artifact.max_hits if artifact.max_hits is not None else opened.max_hits
+        if checks.max_hits is None and max_hits is not None:
+            checks = dataclasses.replace(checks, max_hits=max_hits)
         return cls(artifact, opened, default_chain(artifact, opened, checks, field_t))
 
     def reconstruct(self, hits: HitsInput, event_id: int | None = None) -> ReconstructionResult:

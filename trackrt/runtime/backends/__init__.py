@@ -1,6 +1,6 @@
 """Backends by name; each is imported only when asked for, so optional packages stay optional.
 
-A TensorRT backend slots in as one more entry of `BACKENDS` (and first in `AUTO_ORDER`).
+`auto` tries TensorRT first (it needs built engines, TensorRT and a GPU), then ONNX Runtime, then torch.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from trackrt.runtime.backends.base import (
 )
 
 BACKENDS: dict[str, str] = {
+    "tensorrt": "trackrt.runtime.backends.tensorrt:TensorRTBackend",
     "onnxruntime": "trackrt.runtime.backends.onnxruntime:OnnxRuntimeBackend",
     "torch": "trackrt.runtime.backends.torch_reference:TorchReferenceBackend",
 }
-AUTO_ORDER: tuple[str, ...] = ("onnxruntime", "torch")
+AUTO_ORDER: tuple[str, ...] = ("tensorrt", "onnxruntime", "torch")
 
 __all__ = [
     "AUTO_ORDER",

@@ -79,7 +79,10 @@ class GraphRunner(ABC):
 
 @dataclass(frozen=True)
 class BackendOptions:
-    """How to run: device (`cpu`, `cuda`, `cuda:N`), threads, graph optimisation, I/O binding."""
+    """How to run: device (`cpu`, `cuda`, `cuda:N`), threads, graph optimisation, I/O binding.
+
+    `engine_dir`: where the tensorrt backend finds its engines (default `<artifact>/engines`).
+    """
 
     device: str = "cpu"
     threads: int | None = None
@@ -87,6 +90,7 @@ class BackendOptions:
     graph_optimization: GraphOptimization = "all"
     io_binding: bool = True
     checkpoints: dict[str, str] = field(default_factory=dict)
+    engine_dir: str | None = None
 
     def __post_init__(self) -> None:
         parse_device(self.device)
@@ -146,6 +150,11 @@ class Backend(ABC):
     @abstractmethod
     def runner(self, graph: str) -> GraphRunner:
         """The runner of `graph`; KeyError if the artifact has no such graph."""
+
+    @property
+    def max_hits(self) -> int | None:
+        """The most hits per event the backend's graphs accept (None: no fixed limit)."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         """Backend name, device and versions, for logs and benchmark records."""
