@@ -155,7 +155,7 @@ def test_unreadable_sidecars_name_the_file(tmp_path):
     with pytest.raises(EngineError, match="cannot read"):
         read_sidecar(missing)
     missing.write_text(json.dumps({"format": "something-else"}))
-    with pytest.raises(EngineError, match="not a trackrt engine sidecar"):
+    with pytest.raises(EngineError, match="format is 'something-else', expected 'trackrt-tensorrt-engine'"):
         read_sidecar(missing)
 
 

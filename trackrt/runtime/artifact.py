@@ -188,19 +188,25 @@ def _locate_graphs(directory: Path, data: dict[str, Any], verify: bool) -> dict[
     return graphs
 
 
+def read_format_json(path: Path, expected_format: str, error: type[ValueError]) -> dict[str, Any]:
+    """The JSON object in `path` whose `format` is `expected_format`; `error` naming the path otherwise."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise error(f"{path}: cannot read: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != expected_format:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise error(f"{path}: format is {found!r}, expected {expected_format!r}")
+    return data
+
+
 def load_artifact(directory: str | Path, verify_hashes: bool = True) -> Artifact:
     """Read `artifact.json`, check its format and version, and locate the graph files."""
     directory = Path(directory)
     path = directory / ARTIFACT_JSON
     if not path.is_file():
         raise ArtifactError(f"{directory}: no {ARTIFACT_JSON}; is this a `trackrt export` directory?")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{path}: cannot read: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != ARTIFACT_FORMAT:
-        found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise ArtifactError(f"{path}: format is {found!r}, expected {ARTIFACT_FORMAT!r}")
+    data = read_format_json(path, ARTIFACT_FORMAT, ArtifactError)
     version = data.get("format_version")
     if version not in SUPPORTED_FORMAT_VERSIONS:
         raise ArtifactError(

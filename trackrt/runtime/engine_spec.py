@@ -7,7 +7,6 @@ each engine carries a JSON sidecar, and `sidecar_problems` says why a stored eng
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +18,7 @@ from trackrt.runtime.artifact import (
     Artifact,
     ArtifactError,
     file_sha256,
+    read_format_json,
 )
 
 ENGINE_FORMAT = "trackrt-tensorrt-engine"
@@ -229,12 +229,7 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     """A sidecar's record; EngineError naming the file when it is missing or not ours."""
     if not path.is_file():
         raise EngineError(f"{path}: missing; build the engines with `trackrt build-engines`")
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EngineError(f"{path}: cannot read: {exc}") from None
-    if not isinstance(record, dict) or record.get("format") != ENGINE_FORMAT:
-        raise EngineError(f"{path}: not a trackrt engine sidecar (format {record.get('format')!r})")
+    record = read_format_json(path, ENGINE_FORMAT, EngineError)
     if record.get("format_version") != ENGINE_FORMAT_VERSION:
         raise EngineError(f"{path}: format_version {record.get('format_version')!r} is not supported")
     return record
