@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,6 +15,7 @@ from trackrt.train.losses import (
     hit_filter_loss,
     hit_filter_pos_weight,
     layer_loss,
+    particle_hit_weights,
     seed_loss,
     tracker_loss,
 )
@@ -111,6 +113,33 @@ def test_hit_filter_loss_positive_weight() -> None:
         torch.zeros(5), torch.tensor([1.0, 0, 0, 0, 1]), torch.tensor([1, 1, 1, 1, 0]).bool()
     )
     assert masked.item() == pytest.approx(7 / 4 * LOG2, rel=1e-6)
+
+
+def test_particle_hit_weights_favour_short_tracks() -> None:
+    # particle 5 has 3 hits, particle 9 has 6, particle 0 is noise and 7 is not a target
+    particle = np.array([5, 0, 9, 5, 9, 9, 7, 5, 9, 9, 9])
+    on_target = np.isin(particle, [5, 9])
+    assert np.array_equal(particle_hit_weights(particle, on_target, 0.0), np.ones(11, np.float32))
+    weights = particle_hit_weights(particle, on_target, 1.0)
+    assert weights.dtype == np.float32
+    assert weights[on_target].mean() == pytest.approx(1.0)
+    assert np.all(weights[~on_target] == 1.0)
+    # 1/3 against 1/6: each hit of the 3-hit particle weighs twice as much, so both particles weigh alike
+    assert weights[0] == pytest.approx(2 * weights[2])
+    assert weights[particle == 5].sum() == pytest.approx(weights[particle == 9].sum())
+    half = particle_hit_weights(particle, on_target, 0.5)
+    assert half[0] / half[2] == pytest.approx(math.sqrt(2))
+    assert np.array_equal(particle_hit_weights(particle, np.zeros(11, bool), 1.0), np.ones(11, np.float32))
+
+
+def test_hit_filter_loss_hit_weights() -> None:
+    targets = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    logits = torch.tensor([0.5, -1.0, 0.3, -2.0])
+    plain = hit_filter_loss(logits, targets)
+    assert hit_filter_loss(logits, targets, hit_weight=torch.ones(4)).item() == pytest.approx(plain.item())
+    # weight only the second hit: the loss is its term alone (pos_weight 2) over the 4 hits
+    weighted = hit_filter_loss(logits, targets, hit_weight=torch.tensor([0.0, 1.0, 0.0, 0.0]))
+    assert weighted.item() == pytest.approx(2 * math.log1p(math.exp(1.0)) / 4, rel=1e-6)
 
 
 def test_tracker_loss_sums_layers_and_seed() -> None:

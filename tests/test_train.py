@@ -25,9 +25,11 @@ from trackrt.train.config import TrainConfig
 from trackrt.train.dataset import HitSelection, event_at, open_samples
 from trackrt.train.evaluate import evaluate_directory
 from trackrt.train.loop import train, train_and_val_samples
+from trackrt.train.losses import hit_filter_loss, particle_hit_weights
 from trackrt.train.queries import training_query_indices
 from trackrt.train.records import read_metrics_log
 from trackrt.train.schedule import warmup_cosine_factor
+from trackrt.train.steps import hit_filter_step
 from trackrt.train.train_state import load_train_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,6 +123,9 @@ def test_other_config_errors() -> None:
     for bad in ("1.0", "-0.1"):
         with pytest.raises(ConfigError, match=r"tracker\.hit_dropout must be in \[0, 1\), got"):
             load_train_config(TINY, (f"tracker.hit_dropout={bad}",))
+    for bad in ("2.5", "-1", ".inf"):
+        with pytest.raises(ConfigError, match=r"hit_filter\.particle_weight_power must be in \[0, 2\], got"):
+            load_train_config(TINY, (f"hit_filter.particle_weight_power={bad}",))
     with pytest.raises(ConfigError, match=r"tracker\.particles: 'every' is not one of"):
         load_train_config(TINY, ("tracker.particles=every",))
     config = load_train_config(TINY, ("tracker.model.overrides.variant=fq-ma", "tracker.epochs=3"))
@@ -406,3 +411,22 @@ def test_steps_per_stage() -> None:
     assert stage_runner.total_steps(stage, 5) == 8
     stage.max_steps = 4
     assert stage_runner.total_steps(stage, 5) == 4
+
+
+def test_hit_filter_step_weighs_target_hits_by_their_particle(simulator: EventSimulator) -> None:
+    from trackrt.model.config import preset
+    from trackrt.train.checkpoint import build_model
+
+    sample = make_sample(simulator.simulate(3, 7), sample_config("Pix1.0"))
+    torch.manual_seed(0)
+    model = build_model(preset("tiny", "hit_filter"))
+    device = torch.device("cpu")
+    plain, _ = hit_filter_step(model, sample, device)
+    weighted, log = hit_filter_step(model, sample, device, particle_weight_power=1.0)
+    logits = model(torch.from_numpy(sample.features)[None])[0]
+    weights = particle_hit_weights(sample.hit_particle_id, sample.hit_on_target, 1.0)
+    targets = torch.from_numpy(sample.hit_on_target)
+    expected = hit_filter_loss(logits, targets, hit_weight=torch.from_numpy(weights))
+    assert weighted.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert weighted.item() != pytest.approx(plain.item(), rel=1e-4)
+    assert log["total"] == pytest.approx(weighted.item())

@@ -151,14 +151,24 @@ class StageConfig:
 
 @dataclass
 class HitFilterStageConfig(StageConfig):
-    """Hit-filter training; afterwards the threshold is set for `target_efficiency` on target hits."""
+    """Hit-filter training; afterwards the threshold is set for `target_efficiency` on target hits.
+
+    `particle_weight_power` α weighs each target hit's loss by n^-α (n: its particle's pixel hits,
+    mean weight 1 over an event's target hits), so hits of short tracks, which lose their particle
+    sooner, count more; 0 weighs every hit alike.
+    """
 
     target_efficiency: float = 0.99
+    particle_weight_power: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0.0 < self.target_efficiency <= 1.0:
             raise ConfigError(f"target_efficiency must be in (0, 1], got {self.target_efficiency}")
+        if not (math.isfinite(self.particle_weight_power) and 0.0 <= self.particle_weight_power <= 2.0):
+            raise ConfigError(
+                f"hit_filter.particle_weight_power must be in [0, 2], got {self.particle_weight_power}"
+            )
 
 
 @dataclass

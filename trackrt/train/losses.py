@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -106,17 +107,36 @@ def hit_filter_pos_weight(targets: torch.Tensor, hit_mask: torch.Tensor | None =
 
 
 def hit_filter_loss(
-    hit_logits: torch.Tensor, targets: torch.Tensor, hit_mask: torch.Tensor | None = None
+    hit_logits: torch.Tensor,
+    targets: torch.Tensor,
+    hit_mask: torch.Tensor | None = None,
+    hit_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-hit BCE of the hit filter with positive weight 1/mean(target), averaged over real hits."""
+    """Per-hit BCE of the hit filter with positive weight 1/mean(target), averaged over real hits;
+    `hit_weight` scales each hit's term (e.g. `particle_hit_weights`)."""
     pos_weight = hit_filter_pos_weight(targets, hit_mask).detach()
     bce = F.binary_cross_entropy_with_logits(
         hit_logits.float(), targets.float(), pos_weight=pos_weight, reduction="none"
     )
+    if hit_weight is not None:
+        bce = bce * hit_weight
     if hit_mask is None:
         return bce.mean() if bce.numel() else _zero_like_graph(hit_logits)
     keep = hit_mask.float()
     return (bce * keep).sum() / keep.sum().clamp_min(1.0)
+
+
+def particle_hit_weights(hit_particle_id: np.ndarray, hit_on_target: np.ndarray, power: float) -> np.ndarray:
+    """Float32 [N]: n^-power for target hits (n: hits of the hit's particle), mean 1 over target hits;
+    1 for the other hits."""
+    weights = np.ones(len(hit_particle_id), dtype=np.float32)
+    on_target = np.asarray(hit_on_target, dtype=bool)
+    if power == 0.0 or not on_target.any():
+        return weights
+    _, inverse, counts = np.unique(hit_particle_id[on_target], return_inverse=True, return_counts=True)
+    raw = counts[inverse].astype(np.float64) ** -power
+    weights[on_target] = raw / raw.mean()
+    return weights
 
 
 def tracker_loss(

@@ -10,20 +10,27 @@ import torch
 from trackrt.data.samples import Sample, TrackerTargets
 from trackrt.model.config import TrackerConfig
 from trackrt.train.config import TrackerStageConfig
-from trackrt.train.losses import hit_filter_loss, tracker_loss
+from trackrt.train.losses import hit_filter_loss, particle_hit_weights, tracker_loss
 from trackrt.train.queries import training_query_indices
 
 StepResult = tuple[torch.Tensor, dict[str, float]]
 
 
-def hit_filter_step(model: torch.nn.Module, sample: Sample, device: torch.device) -> StepResult | None:
-    """BCE (positive weight 1/mean(target)) of the hit filter on all pixel hits; None for an empty event."""
+def hit_filter_step(
+    model: torch.nn.Module, sample: Sample, device: torch.device, particle_weight_power: float = 0.0
+) -> StepResult | None:
+    """BCE (positive weight 1/mean(target)) of the hit filter on all pixel hits, target hits weighed by
+    `particle_hit_weights`; None for an empty event."""
     if sample.num_hits == 0:
         return None
     features = torch.from_numpy(np.ascontiguousarray(sample.features))[None].to(device)
     targets = torch.from_numpy(sample.hit_on_target).to(device)
+    weights = None
+    if particle_weight_power > 0.0:
+        weights = particle_hit_weights(sample.hit_particle_id, sample.hit_on_target, particle_weight_power)
+        weights = torch.from_numpy(weights).to(device)
     logits = model(features)[0]
-    loss = hit_filter_loss(logits, targets)
+    loss = hit_filter_loss(logits, targets, hit_weight=weights)
     with torch.no_grad():
         predicted = logits.float() >= 0
         true_positive = float((predicted & targets).sum())
