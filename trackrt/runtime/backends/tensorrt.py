@@ -142,7 +142,7 @@ class TrtGraphRunner(GraphRunner):
         with self._lock:
             views = self._runner.infer(feeds, copy_outputs_to_host=False)
             return {
-                name: _device_copy(views[name]) if name in keep_on_device else views[name].numpy().copy()
+                name: _device_copy(views[name]) if name in keep_on_device else views[name].numpy()
                 for name in self.output_names
             }
 
