@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from trackrt import __version__
-from trackrt.plugins.lsca.reference import LSCA_DOMAIN, LSCA_OP_TYPE, LSCA_VERSION
+from trackrt.plugins.lsca.tensorrt_plugin import PLUGIN_ID, PLUGIN_VERSION
 from trackrt.runtime.artifact import Artifact
 from trackrt.runtime.backends.base import BackendUnavailable
 from trackrt.runtime.backends.tensorrt import LSCA_PLUGIN_PROBLEM, cuda_compute_capability, import_tensorrt
@@ -51,8 +51,10 @@ def _onnx_has_lsca(path: Path) -> bool:
     """True when the ONNX file has a bare `trackrt::LocalStridedCrossAttention` node."""
     import onnx
 
+    from trackrt.plugins.lsca.onnx_function import is_lsca_node
+
     model = onnx.load(str(path), load_external_data=False)
-    return any(n.domain == LSCA_DOMAIN and n.op_type == LSCA_OP_TYPE for n in model.graph.node)
+    return any(is_lsca_node(node) for node in model.graph.node)
 
 
 def _network_loader(polygraphy_trt: Any, path: Path, strongly_typed: bool, needs_namespace: bool) -> Any:
@@ -122,7 +124,7 @@ def build_engines(artifact: Artifact, options: EngineBuildOptions, engine_dir: P
             raise EngineError(f"{onnx_path}: TensorRT failed to build an engine (see its log above)")
         engine_file, sidecar_file = engine_paths(engine_dir, graph)
         engine_file.write_bytes(bytes(engine_bytes))
-        plugin = ({"id": f"{LSCA_DOMAIN}::{LSCA_OP_TYPE}", "version": str(LSCA_VERSION),
+        plugin = ({"id": PLUGIN_ID, "version": PLUGIN_VERSION,
                    "implementation": "aot" if options.plugin_aot else "jit"} if has_plugin else None)
         record = engine_sidecar(
             graph, onnx_path, options.precision, settings, profiles[graph], trt.__version__, capability,
