@@ -123,6 +123,9 @@ def test_other_config_errors() -> None:
     for bad in ("1.0", "-0.1"):
         with pytest.raises(ConfigError, match=r"tracker\.hit_dropout must be in \[0, 1\), got"):
             load_train_config(TINY, (f"tracker.hit_dropout={bad}",))
+    for bad in ("10.5", "-0.1", ".nan"):
+        with pytest.raises(ConfigError, match=r"tracker\.hit_contamination must be in \[0, 10\], got"):
+            load_train_config(TINY, (f"tracker.hit_contamination={bad}",))
     for bad in ("2.5", "-1", ".inf"):
         with pytest.raises(ConfigError, match=r"hit_filter\.particle_weight_power must be in \[0, 2\], got"):
             load_train_config(TINY, (f"hit_filter.particle_weight_power={bad}",))
@@ -275,15 +278,40 @@ def test_hit_dropout_draws_fresh_subsets_and_seeds_at_the_first_remaining_hit(
     assert all(np.array_equal(a.hit_index, b.hit_index) for a, b in zip(draws, again, strict=True))
 
 
-@pytest.mark.parametrize("hit_dropout", [0.0, 0.2])
+def test_hit_contamination_adds_fresh_unselected_hits_that_no_target_claims(
+    simulator: EventSimulator,
+) -> None:
+    sample = make_sample(simulator.simulate(3, 7), sample_config("Pix1.0"))
+    full = HitSelection().targets(sample)
+    torch.manual_seed(0)
+    draws = [HitSelection(contamination=0.5).targets(sample) for _ in range(10)]
+    expected_count = len(full.hit_index) + round(0.5 * len(full.hit_index))
+    assert all(len(d.hit_index) == expected_count for d in draws)
+    assert len({d.hit_index.tobytes() for d in draws}) == 10  # a fresh subset at every call
+    for d in draws:
+        assert np.isin(full.hit_index, d.hit_index).all()  # every truth hit is still there
+        added = ~np.isin(d.hit_index, full.hit_index)
+        assert not sample.hit_on_target[d.hit_index[added]].any()
+        np.testing.assert_array_equal(d.particle_id, full.particle_id)  # the same particles to build
+        assert (d.hit_particle[added] < 0).all()  # the added hits belong to no target
+        np.testing.assert_array_equal(np.diff(d.hit_index) > 0, True)  # still in φ order
+    everything = HitSelection(contamination=10.0).targets(sample)
+    assert len(everything.hit_index) == sample.num_hits  # capped at the hits there are
+
+
+@pytest.mark.parametrize(("hit_dropout", "hit_contamination"), [(0.0, 0.0), (0.2, 0.0), (0.1, 0.5)])
 def test_resume_continues_exactly_where_it_stopped(
-    events: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hit_dropout: float
+    events: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    hit_dropout: float,
+    hit_contamination: float,
 ) -> None:
     def config(out: Path) -> TrainConfig:
         return tiny_config(
             out, events["train"], None, hit_filter=None,
             tracker={"epochs": 2, "checkpoint_interval": 3, "hit_dropout": hit_dropout,
-                     "optim": {"grad_accumulation": 1}},
+                     "hit_contamination": hit_contamination, "optim": {"grad_accumulation": 1}},
         )  # fmt: skip
 
     straight = train(config(tmp_path / "straight"))["tracker"]

@@ -176,7 +176,9 @@ class TrackerStageConfig(StageConfig):
     """Tracker training: loss weights, query formation, which hits it sees (truth or learned filter) and
     which particles it learns to build (`particles`: the selection's targets, or "all" with ≥ 3 hits).
     `hit_dropout` drops that fraction of the selected hits at random at every step, as a hit filter's
-    losses would (a particle whose first hit is dropped is seeded at its next one).
+    losses would (a particle whose first hit is dropped is seeded at its next one); `hit_contamination`
+    adds that many non-selected hits per selected hit, drawn afresh at every step, as the hits a
+    filter lets through would (0.45 matches a filter at 69 % purity).
     """
 
     loss: LossConfig = field(default_factory=LossConfig)
@@ -185,11 +187,14 @@ class TrackerStageConfig(StageConfig):
     filter_checkpoint: str | None = None
     particles: Literal["selection", "all"] = "selection"
     hit_dropout: float = 0.0
+    hit_contamination: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not (math.isfinite(self.hit_dropout) and 0.0 <= self.hit_dropout < 1.0):
             raise ConfigError(f"tracker.hit_dropout must be in [0, 1), got {self.hit_dropout}")
+        if not (math.isfinite(self.hit_contamination) and 0.0 <= self.hit_contamination <= 10.0):
+            raise ConfigError(f"tracker.hit_contamination must be in [0, 10], got {self.hit_contamination}")
 
 
 @dataclass

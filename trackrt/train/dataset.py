@@ -84,8 +84,9 @@ class HitSelection:
     tracker behind a learned filter learns to build the tracks of the low-pT particles it lets through.
     With `cache`, tracker targets are computed once per event id and kept in memory (the filter is
     frozen during tracker training); evaluation passes `cache=False`. `dropout` > 0 (training
-    augmentation) removes that fraction of the selected hits afresh at every call, drawn from torch's
-    CPU generator so that a resumed run draws the same hits; nothing is cached then.
+    augmentation) removes that fraction of the selected hits afresh at every call, and `contamination`
+    > 0 adds that many unselected hits per selected hit, both drawn from torch's CPU generator so
+    that a resumed run draws the same hits; nothing is cached then.
     """
 
     hit_filter: torch.nn.Module | None = None
@@ -95,6 +96,7 @@ class HitSelection:
     cache: bool = True
     particles: Literal["selection", "all"] = "selection"
     dropout: float = 0.0
+    contamination: float = 0.0
     _cache: dict[int, TrackerTargets] = field(default_factory=dict, repr=False)
 
     def kept(self, sample: Sample) -> np.ndarray | None:
@@ -106,15 +108,34 @@ class HitSelection:
 
     def targets(self, sample: Sample) -> TrackerTargets:
         """Tracker targets of `sample` on the selected hits (a fresh random subset with `dropout`)."""
-        cache = self.cache and self.dropout == 0
+        cache = self.cache and self.dropout == 0 and self.contamination == 0
         if cache and sample.event_id in self._cache:
             return self._cache[sample.event_id]
         particle_ids = reconstructable_particles(sample) if self.particles == "all" else None
         kept = self.kept(sample)
-        if self.dropout > 0:
-            selected = sample.hit_on_target if kept is None else kept
-            kept = selected & (torch.rand(sample.num_hits, dtype=torch.float64).numpy() >= self.dropout)
+        if self.dropout > 0 or self.contamination > 0:
+            kept = sample.hit_on_target.copy() if kept is None else kept
+            kept = add_unselected_hits(drop_selected_hits(kept, self.dropout), self.contamination)
         targets = tracker_targets(sample, kept, particle_ids)
         if cache:
             self._cache[sample.event_id] = targets
         return targets
+
+
+def drop_selected_hits(kept: np.ndarray, fraction: float) -> np.ndarray:
+    """Bool [N]: `kept` with each kept hit dropped with probability `fraction` (torch's CPU generator)."""
+    if fraction <= 0:
+        return kept
+    return kept & (torch.rand(len(kept), dtype=torch.float64).numpy() >= fraction)
+
+
+def add_unselected_hits(kept: np.ndarray, per_kept_hit: float) -> np.ndarray:
+    """Bool [N]: `kept` plus round(`per_kept_hit` × kept) unkept hits drawn uniformly without replacement."""
+    others = np.flatnonzero(~kept)
+    count = min(len(others), round(per_kept_hit * int(kept.sum())))
+    if count == 0:
+        return kept
+    chosen = others[torch.randperm(len(others))[:count].numpy()]
+    out = kept.copy()
+    out[chosen] = True
+    return out

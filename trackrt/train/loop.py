@@ -124,6 +124,7 @@ def train_tracker(
         device,
         particles=stage.particles,
         dropout=stage.hit_dropout,
+        contamination=stage.hit_contamination,
     )
 
     def validate(model: torch.nn.Module) -> dict[str, Any]:
