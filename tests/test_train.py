@@ -295,6 +295,10 @@ def test_hit_contamination_adds_fresh_unselected_hits_that_no_target_claims(
         np.testing.assert_array_equal(d.particle_id, full.particle_id)  # the same particles to build
         assert (d.hit_particle[added] < 0).all()  # the added hits belong to no target
         np.testing.assert_array_equal(np.diff(d.hit_index) > 0, True)  # still in φ order
+    both = HitSelection(dropout=0.3, contamination=0.5).targets(sample)  # dropped hits are not re-added
+    assert np.isin(both.hit_index[both.hit_particle >= 0], full.hit_index).all()
+    assert (~np.isin(both.hit_index, full.hit_index)).sum() == round(0.5 * len(full.hit_index))
+    assert 0.6 < np.isin(full.hit_index, both.hit_index).mean() < 0.8
     everything = HitSelection(contamination=10.0).targets(sample)
     assert len(everything.hit_index) == sample.num_hits  # capped at the hits there are
 

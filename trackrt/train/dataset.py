@@ -107,15 +107,16 @@ class HitSelection:
         return filter_probabilities(self.hit_filter, features, self.device) >= self.threshold
 
     def targets(self, sample: Sample) -> TrackerTargets:
-        """Tracker targets of `sample` on the selected hits (a fresh random subset with `dropout`)."""
+        """Tracker targets of `sample` on its hit selection (drawn afresh with `dropout`, `contamination`)."""
         cache = self.cache and self.dropout == 0 and self.contamination == 0
         if cache and sample.event_id in self._cache:
             return self._cache[sample.event_id]
         particle_ids = reconstructable_particles(sample) if self.particles == "all" else None
         kept = self.kept(sample)
         if self.dropout > 0 or self.contamination > 0:
-            kept = sample.hit_on_target.copy() if kept is None else kept
-            kept = add_unselected_hits(drop_selected_hits(kept, self.dropout), self.contamination)
+            selected = sample.hit_on_target if kept is None else kept
+            dropped = drop_selected_hits(selected, self.dropout)
+            kept = dropped | draw_unselected_hits(selected, self.contamination)
         targets = tracker_targets(sample, kept, particle_ids)
         if cache:
             self._cache[sample.event_id] = targets
@@ -129,13 +130,11 @@ def drop_selected_hits(kept: np.ndarray, fraction: float) -> np.ndarray:
     return kept & (torch.rand(len(kept), dtype=torch.float64).numpy() >= fraction)
 
 
-def add_unselected_hits(kept: np.ndarray, per_kept_hit: float) -> np.ndarray:
-    """Bool [N]: `kept` plus round(`per_kept_hit` × kept) unkept hits drawn uniformly without replacement."""
-    others = np.flatnonzero(~kept)
-    count = min(len(others), round(per_kept_hit * int(kept.sum())))
-    if count == 0:
-        return kept
-    chosen = others[torch.randperm(len(others))[:count].numpy()]
-    out = kept.copy()
-    out[chosen] = True
-    return out
+def draw_unselected_hits(selected: np.ndarray, per_selected_hit: float) -> np.ndarray:
+    """Bool [N]: round(`per_selected_hit` × selected) unselected hits, drawn uniformly without replacement."""
+    others = np.flatnonzero(~selected)
+    count = min(len(others), round(per_selected_hit * int(selected.sum())))
+    chosen = np.zeros(len(selected), dtype=bool)
+    if count > 0:
+        chosen[others[torch.randperm(len(others))[:count].numpy()]] = True
+    return chosen
