@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from trackrt.cli import main
 from trackrt.configuration import ConfigError, from_dict, to_dict
-from trackrt.data.samples import make_sample, sample_config, tracker_targets
+from trackrt.data.samples import Sample, make_sample, sample_config, tracker_targets
 from trackrt.data.simulate import EventSimulator, SimulationConfig
 from trackrt.data.trackml import Event, write_event
 from trackrt.train import stage_runner
@@ -39,6 +39,12 @@ TINY = REPO / "configs" / "tiny.yaml"
 @pytest.fixture(scope="module")
 def simulator(trackml_dir: Path) -> EventSimulator:
     return EventSimulator(SimulationConfig(pileup=3, hard_scatter=False, detector=str(trackml_dir)))
+
+
+@pytest.fixture(scope="module")
+def pix_sample(simulator: EventSimulator) -> Sample:
+    """One simulated ⟨μ⟩ = 3 event as a Pix1.0 training sample."""
+    return make_sample(simulator.simulate(3, 7), sample_config("Pix1.0"))
 
 
 @pytest.fixture(scope="module")
@@ -250,10 +256,8 @@ def test_train_cli_runs_and_resumes(events: dict[str, Path], tmp_path: Path) -> 
     assert bad.exit_code != 0 and "tracker.optim.lrr" in bad.output
 
 
-def test_hit_dropout_draws_fresh_subsets_and_seeds_at_the_first_remaining_hit(
-    simulator: EventSimulator,
-) -> None:
-    sample = make_sample(simulator.simulate(3, 7), sample_config("Pix1.0"))
+def test_hit_dropout_draws_fresh_subsets_and_seeds_at_the_first_remaining_hit(pix_sample: Sample) -> None:
+    sample = pix_sample
     full = HitSelection().targets(sample)
     torch.manual_seed(0)
     dropping = HitSelection(dropout=0.3)
@@ -278,10 +282,8 @@ def test_hit_dropout_draws_fresh_subsets_and_seeds_at_the_first_remaining_hit(
     assert all(np.array_equal(a.hit_index, b.hit_index) for a, b in zip(draws, again, strict=True))
 
 
-def test_hit_contamination_adds_fresh_unselected_hits_that_no_target_claims(
-    simulator: EventSimulator,
-) -> None:
-    sample = make_sample(simulator.simulate(3, 7), sample_config("Pix1.0"))
+def test_hit_contamination_adds_fresh_unselected_hits_that_no_target_claims(pix_sample: Sample) -> None:
+    sample = pix_sample
     full = HitSelection().targets(sample)
     torch.manual_seed(0)
     draws = [HitSelection(contamination=0.5).targets(sample) for _ in range(10)]
