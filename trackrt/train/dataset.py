@@ -108,12 +108,13 @@ class HitSelection:
 
     def targets(self, sample: Sample) -> TrackerTargets:
         """Tracker targets of `sample` on its hit selection (drawn afresh with `dropout`, `contamination`)."""
-        cache = self.cache and self.dropout == 0 and self.contamination == 0
+        drawn = self.dropout > 0 or self.contamination > 0
+        cache = self.cache and not drawn
         if cache and sample.event_id in self._cache:
             return self._cache[sample.event_id]
         particle_ids = reconstructable_particles(sample) if self.particles == "all" else None
         kept = self.kept(sample)
-        if self.dropout > 0 or self.contamination > 0:
+        if drawn:
             selected = sample.hit_on_target if kept is None else kept
             dropped = drop_selected_hits(selected, self.dropout)
             kept = dropped | draw_unselected_hits(selected, self.contamination)
