@@ -38,7 +38,8 @@ def scan(tracker_path: Path, events: Path, filter_path: Path | None, max_events:
     hits = HitSelection(cache=False)
     if filter_path is not None:
         hit_filter, filter_info = load_checkpoint(filter_path)
-        hits = HitSelection(hit_filter, filter_info.model.hit_threshold, filter_info.features, cache=False)
+        threshold = config.chain_filter_threshold(filter_info.model.hit_threshold)
+        hits = HitSelection(hit_filter, threshold, filter_info.features, cache=False)
     per_iou: dict[float, list] = {iou: [] for iou in GRID}
     event_ids = []
     for event in iter_events(events, parts=("hits", "particles", "truth"), pixel_only=True):

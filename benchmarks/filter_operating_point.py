@@ -6,7 +6,9 @@ keeps, with their own decision thresholds, and the DESIGN §7 metrics are pooled
 probabilities (`--thresholds`) or as target-hit efficiencies (`--efficiencies`), which are turned into
 thresholds on the scanned events themselves: choose on validation events, then confirm the chosen
 probability on held-out events with `--thresholds` and set it with
-`trackrt thresholds FILTER --set hit_threshold=P`.
+`trackrt thresholds FILTER --set hit_threshold=P` (or, for one tracker only,
+`trackrt thresholds TRACKER --set filter_threshold=P`). The scan adds the filter's own threshold
+("shipped") and any tracker's `filter_threshold`.
 Writes `benchmarks/results/filter_operating_point.{json,png}`.
 
     python benchmarks/filter_operating_point.py EVENTS --filter CKPT TRACKER... [--efficiencies E...]
@@ -61,7 +63,11 @@ def scan(args: argparse.Namespace) -> dict:
         points = [(None, float(t)) for t in args.thresholds]
     else:
         points = [(e, scores.threshold_for_efficiency(e)) for e in args.efficiencies]
-    points.append(("shipped", float(filter_info.model.hit_threshold)))
+    shipped = {float(filter_info.model.hit_threshold): "shipped"}
+    for _, config, _ in trackers:
+        if config.filter_threshold is not None:
+            shipped.setdefault(float(config.filter_threshold), "tracker filter_threshold")
+    points.extend((label, threshold) for threshold, label in shipped.items())
     rows = []
     for label, threshold in points:
         counts: FilterCounts = scores.counts(threshold)

@@ -41,7 +41,8 @@ def grid_metrics(args: argparse.Namespace) -> tuple[dict, list[dict]]:
     hits = HitSelection(cache=False)
     if args.filter is not None:
         hit_filter, filter_info = load_checkpoint(args.filter)
-        hits = HitSelection(hit_filter, filter_info.model.hit_threshold, filter_info.features, cache=False)
+        threshold = config.chain_filter_threshold(filter_info.model.hit_threshold)
+        hits = HitSelection(hit_filter, threshold, filter_info.features, cache=False)
     events = []
     for event in iter_events(args.events, parts=("hits", "particles", "truth"), pixel_only=True):
         if args.max_events is not None and len(events) == args.max_events:

@@ -196,3 +196,19 @@ def test_thresholds_are_rewritten_without_touching_the_weights(tmp_path: Path) -
     assert changed.exit_code == 0 and "min_hits: 5" in changed.output
     refused = runner.invoke(main, ["thresholds", str(path), "--set", "min_hits=zero"])
     assert refused.exit_code != 0 and "min_hits" in refused.output
+
+
+def test_a_tracker_can_name_the_filter_threshold_it_runs_behind(tmp_path: Path) -> None:
+    config = preset("tiny", "tracker")
+    path = save_checkpoint(tmp_path / "tracker", build_model(config), config)
+    assert read_checkpoint_config(path).thresholds["filter_threshold"] is None
+    assert config.chain_filter_threshold(0.7) == 0.7
+    info = set_thresholds(path, {"filter_threshold": 0.42})
+    assert info.model.filter_threshold == 0.42 and info.model.chain_filter_threshold(0.7) == 0.42
+    with pytest.raises(CheckpointError, match=r"filter_threshold: must be a probability in \[0, 1\]"):
+        set_thresholds(path, {"filter_threshold": 1.5})
+    cleared = CliRunner().invoke(main, ["thresholds", str(path), "--set", "filter_threshold=null"])
+    assert cleared.exit_code == 0 and "filter_threshold: None" in cleared.output
+    assert read_checkpoint_config(path).metadata["threshold_changes"][-1] == {
+        "filter_threshold": {"from": 0.42, "to": None}
+    }

@@ -250,5 +250,15 @@ def test_evaluate_cli_writes_metrics_and_plots(simulator: EventSimulator, tmp_pa
             assert (tmp_path / "out" / plot).stat().st_size > 0
     assert len(report["tracking_only"]["plots"]) == 4
 
+    tuned = runner.invoke(main, ["thresholds", str(tmp_path / "tracker"), "--set", "filter_threshold=0.3"])
+    assert tuned.exit_code == 0, tuned.output
+    result = runner.invoke(
+        main,
+        ["evaluate", str(tmp_path / "tracker"), "--events", str(tmp_path / "events"),
+         "--filter", str(tmp_path / "filter"), "--out", str(tmp_path / "tuned"), "--device", "cpu"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "tuned" / "metrics.json").read_text())["hit_filter"]["threshold"] == 0.3
+
     wrong = runner.invoke(main, ["evaluate", str(tmp_path / "filter"), "--events", str(tmp_path / "events")])
     assert wrong.exit_code != 0 and "not a tracker" in wrong.output

@@ -19,10 +19,10 @@ from click.testing import CliRunner
 from trackrt.export.cli import export as export_command
 from trackrt.export.cli import validate as validate_command
 from trackrt.export.config import ExportOptions, decoder_spec
-from trackrt.export.exporter import export_artifact, export_module
+from trackrt.export.exporter import export_artifact, export_module, filter_record_behind
 from trackrt.export.graph_checks import check_graph, iter_nodes
 from trackrt.export.graphs import tracker_decoder_graph
-from trackrt.export.metadata import checkpoint_sha256, read_artifact_json, read_metadata_props
+from trackrt.export.metadata import ModelRecord, checkpoint_sha256, read_artifact_json, read_metadata_props
 from trackrt.model.config import preset
 from trackrt.train.checkpoint import build_model, load_checkpoint, save_checkpoint
 
@@ -323,3 +323,18 @@ def _partition(hit_ids: np.ndarray, track_ids: np.ndarray) -> set[frozenset[int]
         if track >= 0:
             groups.setdefault(track, set()).add(hit)
     return {frozenset(g) for g in groups.values()}
+
+
+def test_the_filter_runs_at_the_trackers_filter_threshold_when_it_sets_one(checkpoints):
+    tracker_config = preset("tiny", "tracker")
+    filter_config = preset("tiny", "hit_filter")
+    hit_filter = ModelRecord.from_config("hit_filter", filter_config, checkpoints["hit_filter"])
+    tracker = ModelRecord.from_config("tracker", tracker_config, checkpoints["dq-lsca"])
+    assert filter_record_behind(tracker, hit_filter) is hit_filter
+    tuned = ModelRecord.from_config(
+        "tracker", preset("tiny", "tracker", overrides={"filter_threshold": 0.3}), checkpoints["dq-lsca"]
+    )
+    behind = filter_record_behind(tuned, hit_filter)
+    assert behind.thresholds == {"hit_threshold": 0.3} and hit_filter.thresholds == {"hit_threshold": 0.5}
+    assert behind.checkpoint_sha256 == hit_filter.checkpoint_sha256
+    assert tuned.thresholds["filter_threshold"] == 0.3

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -260,7 +260,7 @@ def export_artifact(
     hit_filter = load_model(filter_checkpoint, "hit_filter") if filter_checkpoint is not None else None
     models = {"tracker": tracker.record}
     if hit_filter is not None:
-        models["hit_filter"] = hit_filter.record
+        models["hit_filter"] = filter_record_behind(tracker.record, hit_filter.record)
     record = ExportRecord(
         lsca_mode=options.lsca_mode, opset=options.opset, models=models, versions=tool_versions()
     )
@@ -294,6 +294,14 @@ def export_artifact(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return summary
+
+
+def filter_record_behind(tracker: ModelRecord, hit_filter: ModelRecord) -> ModelRecord:
+    """The filter record the chain runs: with the tracker's `filter_threshold`, if set, as its threshold."""
+    threshold = tracker.config.get("filter_threshold")
+    if threshold is None:
+        return hit_filter
+    return replace(hit_filter, config={**hit_filter.config, "hit_threshold": threshold})
 
 
 def _seed_selection_entry(tracker: ModelRecord) -> dict[str, Any]:

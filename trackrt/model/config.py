@@ -72,7 +72,11 @@ class HitFilterConfig:
 
 @dataclass
 class TrackerConfig:
-    """Tracker: encoder, seed head, decoder (variant `fq-ma` | `dq-ma` | `dq-lsca`) and its thresholds."""
+    """Tracker: encoder, seed head, decoder (variant `fq-ma` | `dq-ma` | `dq-lsca`) and its thresholds.
+
+    `filter_threshold`, when set, is the hit-filter threshold the tracker was tuned behind; a chain uses it
+    in place of the filter checkpoint's own `hit_threshold`.
+    """
 
     features: FeatureConfig = field(default_factory=FeatureConfig)
     encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(window=512))
@@ -91,6 +95,7 @@ class TrackerConfig:
     hit_threshold: float = 0.5
     min_hits: int = 3
     duplicate_iou: float = 1.0
+    filter_threshold: float | None = None
     attention_backend: str = "auto"
 
     def __post_init__(self) -> None:
@@ -109,10 +114,16 @@ class TrackerConfig:
         _check_window("lsca_window", self.lsca_window)
         for key in ("seed_threshold", "track_threshold", "hit_threshold", "duplicate_iou"):
             _check_probability(key, getattr(self, key))
+        if self.filter_threshold is not None:
+            _check_probability("filter_threshold", self.filter_threshold)
         if self.min_hits < 1:
             raise ConfigError(f"min_hits: must be >= 1, got {self.min_hits}")
         if self.lsca_centering == "seed" and self.variant != "dq-lsca":
             raise ConfigError(f"lsca_centering: 'seed' needs variant 'dq-lsca', got variant {self.variant!r}")
+
+    def chain_filter_threshold(self, filter_hit_threshold: float) -> float:
+        """The filter threshold this tracker runs behind: its `filter_threshold` if set, else the filter's."""
+        return filter_hit_threshold if self.filter_threshold is None else self.filter_threshold
 
     @property
     def dynamic_queries(self) -> bool:

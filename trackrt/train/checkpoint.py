@@ -40,6 +40,7 @@ THRESHOLD_KEYS: dict[str, tuple[str, ...]] = {
         "hit_threshold",
         "min_hits",
         "duplicate_iou",
+        "filter_threshold",
     ),
 }
 

@@ -315,6 +315,7 @@ def evaluate_directory(
 ) -> Path:
     """Evaluate a tracker checkpoint (and optionally a hit filter) on a directory of TrackML events.
 
+    The filter runs at the tracker's `filter_threshold` when the tracker sets one, else at its own.
     `selection` defaults to the one recorded at training (else `Pix1.0`). Writes `metrics.json` and
     plots to `out_dir` (default: `<tracker_checkpoint>-evaluation` beside it); returns the JSON path.
     """
@@ -329,7 +330,8 @@ def evaluate_directory(
         hit_filter, filter_info = load_checkpoint(filter_checkpoint, device)
         if filter_info.kind != "hit_filter":
             raise ValueError(f"{filter_checkpoint}: a {filter_info.kind} checkpoint, not a hit filter")
-        threshold, filter_features = filter_info.model.hit_threshold, filter_info.features
+        threshold = tracker_info.model.chain_filter_threshold(filter_info.model.hit_threshold)
+        filter_features = filter_info.features
     events = iter_events(events_dir, parts=("hits", "particles", "truth"), pixel_only=True)
     samples = (make_sample(event, sample_cfg) for event in itertools.islice(events, max_events))
     evaluation = evaluate_samples(
