@@ -17,12 +17,13 @@ from trackrt.configuration import ConfigError, from_dict, to_dict
 from trackrt.data.samples import Sample, make_sample, sample_config, tracker_targets
 from trackrt.data.simulate import EventSimulator, SimulationConfig
 from trackrt.data.trackml import Event, write_event
+from trackrt.model.config import preset
 from trackrt.train import stage_runner
-from trackrt.train.checkpoint import load_checkpoint
+from trackrt.train.checkpoint import build_model, load_checkpoint
 from trackrt.train.checkpoint_files import CheckpointError
 from trackrt.train.cli import load_train_config
 from trackrt.train.config import TrainConfig
-from trackrt.train.dataset import HitSelection, event_at, open_samples
+from trackrt.train.dataset import HitSelection, event_at, filter_probabilities, open_samples
 from trackrt.train.evaluate import evaluate_directory
 from trackrt.train.loop import train, train_and_val_samples
 from trackrt.train.losses import hit_filter_loss, particle_hit_weights
@@ -303,6 +304,25 @@ def test_hit_contamination_adds_fresh_unselected_hits_that_no_target_claims(pix_
     assert 0.6 < np.isin(full.hit_index, both.hit_index).mean() < 0.8
     everything = HitSelection(contamination=10.0).targets(sample)
     assert len(everything.hit_index) == sample.num_hits  # capped at the hits there are
+
+
+def test_truth_plus_learned_hits_are_the_filters_with_none_of_its_losses(pix_sample: Sample) -> None:
+    sample = pix_sample
+    torch.manual_seed(0)
+    config = preset("tiny", "hit_filter")
+    hit_filter = build_model(config).eval()
+    features = sample.features_for(config.features)
+    probabilities = filter_probabilities(hit_filter, features, torch.device("cpu"))
+    threshold = float(np.median(probabilities))  # untrained: keep half the hits
+    kept = HitSelection(hit_filter, threshold, config.features, cache=False).kept(sample)
+    assert kept is not None and 0 < kept.sum() < sample.num_hits
+    union = HitSelection(hit_filter, threshold, config.features, cache=False, with_truth=True)
+    expected = np.flatnonzero(kept | sample.hit_on_target)
+    np.testing.assert_array_equal(union.targets(sample).hit_index, expected)
+    truth = HitSelection().targets(sample)
+    np.testing.assert_array_equal(union.targets(sample).particle_id, truth.particle_id)
+    with pytest.raises(ConfigError, match=r"tracker\.hits: 'truth\+learned' needs"):
+        load_train_config(TINY, ("hit_filter=null", "tracker.hits=truth+learned"))
 
 
 @pytest.mark.parametrize(("hit_dropout", "hit_contamination"), [(0.0, 0.0), (0.2, 0.0), (0.1, 0.5)])

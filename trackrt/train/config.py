@@ -173,7 +173,8 @@ class HitFilterStageConfig(StageConfig):
 
 @dataclass
 class TrackerStageConfig(StageConfig):
-    """Tracker training: loss weights, query formation, which hits it sees (truth or learned filter) and
+    """Tracker training: loss weights, query formation, which hits it sees (`hits`: the truth filter's, the
+    learned filter's, or "truth+learned", both: the filter's false positives without its losses) and
     which particles it learns to build (`particles`: the selection's targets, or "all" with ≥ 3 hits).
     `hit_dropout` drops that fraction of the selected hits at random at every step, as a hit filter's
     losses would (a particle whose first hit is dropped is seeded at its next one); `hit_contamination`
@@ -183,7 +184,7 @@ class TrackerStageConfig(StageConfig):
 
     loss: LossConfig = field(default_factory=LossConfig)
     queries: QueryConfig = field(default_factory=QueryConfig)
-    hits: Literal["truth", "learned"] = "truth"
+    hits: Literal["truth", "learned", "truth+learned"] = "truth"
     filter_checkpoint: str | None = None
     particles: Literal["selection", "all"] = "selection"
     hit_dropout: float = 0.0
@@ -226,10 +227,10 @@ class TrainConfig:
         tracker = self.tracker
         if tracker is not None and tracker.loss.focal_weight is None:
             tracker.loss.focal_weight = FOCAL_WEIGHTS[self.data.selection]
-        if tracker is not None and tracker.hits == "learned":
+        if tracker is not None and tracker.hits != "truth":
             if tracker.filter_checkpoint is None and self.hit_filter is None:
                 raise ConfigError(
-                    "tracker.hits: 'learned' needs tracker.filter_checkpoint or a hit_filter stage "
+                    f"tracker.hits: {tracker.hits!r} needs tracker.filter_checkpoint or a hit_filter stage "
                     "in this config"
                 )
 

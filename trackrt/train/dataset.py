@@ -80,8 +80,10 @@ class HitSelection:
 
     The learned filter sees its own `features` (its checkpoint's feature config), computed from the
     sample's hit coordinates, so filter and tracker may use different features.
-    `particles` = "all" makes every particle with ≥ 3 hits a target (not only the selection's), so a
-    tracker behind a learned filter learns to build the tracks of the low-pT particles it lets through.
+    `with_truth` adds the truth filter's hits to the learned filter's: its false positives without its
+    losses (training only). `particles` = "all" makes every particle with ≥ 3 hits a target (not only the
+    selection's), so a tracker behind a learned filter learns to build the tracks of the low-pT particles
+    it lets through.
     With `cache`, tracker targets are computed once per event id and kept in memory (the filter is
     frozen during tracker training); evaluation passes `cache=False`. `dropout` > 0 (training
     augmentation) removes that fraction of the selected hits afresh at every call, and `contamination`
@@ -97,6 +99,7 @@ class HitSelection:
     particles: Literal["selection", "all"] = "selection"
     dropout: float = 0.0
     contamination: float = 0.0
+    with_truth: bool = False
     _cache: dict[int, TrackerTargets] = field(default_factory=dict, repr=False)
 
     def kept(self, sample: Sample) -> np.ndarray | None:
@@ -104,7 +107,8 @@ class HitSelection:
         if self.hit_filter is None:
             return None
         features = sample.features_for(self.features)
-        return filter_probabilities(self.hit_filter, features, self.device) >= self.threshold
+        kept = filter_probabilities(self.hit_filter, features, self.device) >= self.threshold
+        return kept | sample.hit_on_target if self.with_truth else kept
 
     def targets(self, sample: Sample) -> TrackerTargets:
         """Tracker targets of `sample` on its hit selection (drawn afresh with `dropout`, `contamination`)."""

@@ -112,7 +112,7 @@ def train_tracker(
     selection = sample_config(config.data.selection, model_config.features)
     samples, val = train_and_val_samples(config, model_config.features)
     hit_filter, threshold, source, filter_features = None, None, None, None
-    if stage.hits == "learned":
+    if stage.hits != "truth":
         source = Path(stage.filter_checkpoint) if stage.filter_checkpoint else filter_path
         assert source is not None
         hit_filter, filter_config = load_checkpoint(source, device)
@@ -125,6 +125,7 @@ def train_tracker(
         particles=stage.particles,
         dropout=stage.hit_dropout,
         contamination=stage.hit_contamination,
+        with_truth=stage.hits == "truth+learned",
     )
 
     def validate(model: torch.nn.Module) -> dict[str, Any]:
