@@ -229,12 +229,15 @@ def test_evaluate_cli_writes_metrics_and_plots(simulator: EventSimulator, tmp_pa
     )
     save_checkpoint(tmp_path / "filter", build_model(filter_config), filter_config)
     runner = CliRunner()
-    result = runner.invoke(
-        main,
-        ["evaluate", str(tmp_path / "tracker"), "--events", str(tmp_path / "events"),
-         "--filter", str(tmp_path / "filter"), "--out", str(tmp_path / "out"), "--device", "cpu"],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
+
+    def evaluate(out: str):
+        arguments = ["evaluate", str(tmp_path / "tracker"), "--events", str(tmp_path / "events")]
+        options = ["--filter", str(tmp_path / "filter"), "--out", str(tmp_path / out), "--device", "cpu"]
+        result = runner.invoke(main, arguments + options)
+        assert result.exit_code == 0, result.output
+        return result
+
+    result = evaluate("out")
     assert "tracking_only: DM efficiency" in result.output and "hit filter: efficiency" in result.output
     assert "target particles lost at: filter" in result.output
     report = json.loads((tmp_path / "out" / "metrics.json").read_text())
@@ -252,12 +255,7 @@ def test_evaluate_cli_writes_metrics_and_plots(simulator: EventSimulator, tmp_pa
 
     tuned = runner.invoke(main, ["thresholds", str(tmp_path / "tracker"), "--set", "filter_threshold=0.3"])
     assert tuned.exit_code == 0, tuned.output
-    result = runner.invoke(
-        main,
-        ["evaluate", str(tmp_path / "tracker"), "--events", str(tmp_path / "events"),
-         "--filter", str(tmp_path / "filter"), "--out", str(tmp_path / "tuned"), "--device", "cpu"],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    evaluate("tuned")
     assert json.loads((tmp_path / "tuned" / "metrics.json").read_text())["hit_filter"]["threshold"] == 0.3
 
     wrong = runner.invoke(main, ["evaluate", str(tmp_path / "filter"), "--events", str(tmp_path / "events")])
