@@ -11,6 +11,7 @@ match it by double majority; `trackrt.metrics.target_losses`). The filter runs a
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 from pathlib import Path
@@ -45,9 +46,8 @@ def particle_table(args: argparse.Namespace) -> tuple[pd.DataFrame, float]:
     selection = sample_config(args.selection, info.features)
     hits = HitSelection(hit_filter, threshold, info.features, cache=False)
     tables = []
-    for event in iter_events(args.events, parts=("hits", "particles", "truth"), pixel_only=True):
-        if args.max_events is not None and len(tables) == args.max_events:
-            break
+    events = iter_events(args.events, parts=("hits", "particles", "truth"), pixel_only=True)
+    for event in itertools.islice(events, args.max_events):
         sample = make_sample(event, selection)
         kept = hits.kept(sample)
         assert kept is not None
