@@ -60,7 +60,7 @@ def particle_table(args: argparse.Namespace) -> tuple[pd.DataFrame, float]:
     if not tables:
         raise SystemExit(f"{args.events}: no events")
     table = pd.concat(tables, ignore_index=True)
-    table["lost"] = 2 * table["kept_hits"] <= table["nhits"]
+    table["lost"] = table["stage"] == "filter"  # the rest are "tracks": none was given
     return table, float(threshold)
 
 
