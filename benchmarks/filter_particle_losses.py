@@ -1,4 +1,4 @@
-"""Which target particles the hit filter loses: the lost fraction by hit count, |η| and pT.
+"""Which target particles the hit filter loses: the lost fraction by hit count, |η|, pT and vertex |z|.
 
 A target particle is lost at the filter when it keeps at most half of its hits (no track can then
 match it by double majority; `trackrt.metrics.target_losses`). The filter runs at its own threshold
@@ -36,11 +36,13 @@ GROUPS = {
     "nhits": [2.5, 3.5, 4.5, 5.5, 6.5, 8.5, 12.5, 30.5],
     "abs_eta": [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0],
     "pt": [1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 100.0],
+    "abs_vz": [0.0, 25.0, 50.0, 75.0, 100.0, 150.0, 200.0, 2000.0],
 }
 
 
 def particle_table(args: argparse.Namespace) -> tuple[pd.DataFrame, float]:
-    """One row per target particle of every event: hit count, kept hits, |η|, pT and whether it is lost."""
+    """One row per target particle of every event: hit count, kept hits, |η|, pT, vertex |z|, and whether
+    it is lost."""
     hit_filter, info = load_checkpoint(args.filter)
     threshold = info.model.hit_threshold if args.threshold is None else args.threshold
     selection = sample_config(args.selection, info.features)
@@ -55,6 +57,7 @@ def particle_table(args: argparse.Namespace) -> tuple[pd.DataFrame, float]:
         particles = sample.particles.set_index("particle_id").loc[table["particle_id"]]
         table["abs_eta"] = np.abs(particles["eta"].to_numpy())
         table["pt"] = particles["pt"].to_numpy()
+        table["abs_vz"] = np.abs(particles["vz"].to_numpy())
         table["event_id"] = sample.event_id
         tables.append(table)
     if not tables:
@@ -78,19 +81,18 @@ def lost_fractions(table: pd.DataFrame, column: str, edges: list[float]) -> list
 
 def plot(result: dict, path: Path) -> None:
     """Lost fraction against each grouping variable, with binomial intervals."""
-    labels = {"nhits": "pixel hits of the particle", "abs_eta": "|η|", "pt": "pT [GeV]"}
+    labels = {
+        "nhits": "pixel hits of the particle", "abs_eta": "|η|", "pt": "pT [GeV]", "abs_vz": "vertex |z| [mm]"
+    }  # fmt: skip
     figure, axes = plt.subplots(1, len(GROUPS), figsize=(4.2 * len(GROUPS), 3.6), constrained_layout=True)
     for axis, (column, rows) in zip(axes, result["groups"].items(), strict=True):
         rows = [r for r in rows if r["particles"]]
-        log = column == "pt"
-        centres = [np.sqrt(r["low"] * r["high"]) if log else (r["low"] + r["high"]) / 2 for r in rows]
         values = np.array([r["fraction"] for r in rows])
         errors = [values - [r["fraction_low"] for r in rows], [r["fraction_high"] for r in rows] - values]
-        axis.errorbar(centres, values, yerr=errors, fmt="o")
+        axis.errorbar(np.arange(len(rows)), values, yerr=errors, fmt="o")
+        axis.set_xticks(np.arange(len(rows)), [f"{r['low']:g}–{r['high']:g}" for r in rows], rotation=45)
         axis.set_xlabel(labels[column])
         axis.set_ylabel("lost at the filter")
-        if log:
-            axis.set_xscale("log")
     figure.suptitle(f"target particles the hit filter loses ({result['lost']} of {result['particles']})")
     figure.savefig(path, dpi=110)
     plt.close(figure)

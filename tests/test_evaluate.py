@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
@@ -186,6 +187,12 @@ def test_evaluate_samples_reports_filter_and_both_modes(samples: list) -> None:
         losses = evaluation.target_losses[mode]
         assert len(losses) == metrics.counts["target_particles"]
         assert (losses["stage"] == "found").sum() == metrics.counts["matched_particles_dm"]
+        for sample in samples:
+            rows = losses[losses["event_id"] == sample.event_id].set_index("particle_id")
+            truth = sample.particles.set_index("particle_id").loc[rows.index]
+            columns = ["pt", "eta", "vx", "vy", "vz"]
+            np.testing.assert_allclose(rows[columns], truth[columns])
+            assert (rows["pt"] >= SELECTION.pt_min).all()
     assert (evaluation.target_losses["tracking_only"]["stage"] != "filter").all()  # the truth filter
 
 
@@ -252,6 +259,14 @@ def test_evaluate_cli_writes_metrics_and_plots(simulator: EventSimulator, tmp_pa
         for plot in report[mode]["plots"]:
             assert (tmp_path / "out" / plot).stat().st_size > 0
     assert len(report["tracking_only"]["plots"]) == 4
+    table = pd.read_parquet(tmp_path / "out" / report["target_losses_table"])
+    for mode in ("tracking_only", "filter_and_tracking"):
+        rows = table[table["mode"] == mode]
+        assert len(rows) == report[mode]["overall"]["counts"]["target_particles"]
+        assert rows["stage"].value_counts().to_dict() == {
+            stage: n for stage, n in report[mode]["target_losses"]["stages"].items() if n
+        }
+    assert {"event_id", "particle_id", "nhits", "kept_hits", "pt", "eta", "vz"} <= set(table.columns)
 
     tuned = runner.invoke(main, ["thresholds", str(tmp_path / "tracker"), "--set", "filter_threshold=0.3"])
     assert tuned.exit_code == 0, tuned.output

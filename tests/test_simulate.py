@@ -243,3 +243,17 @@ def test_cli_simulate(tmp_path, trackml_dir):
         "event000000004-particles.csv.gz",
         "event000000004-truth.csv.gz",
     ]
+
+
+def test_vertex_sigma_z_sets_the_spread_of_primary_vertices(geometry):
+    """The luminous region's length reaches the generated vertices (a wider one widens a training set)."""
+    assert SimulationConfig(vertex_sigma_z=120.0).particle_spec().vertex_sigma_z == 120.0
+    spreads = []
+    for sigma in (50.0, 150.0):
+        event = EventSimulator(SimulationConfig(pileup=40.0, vertex_sigma_z=sigma), geometry).simulate(1, 5)
+        ids = decode_particle_id(event.particles["particle_id"])
+        primaries = event.particles[ids["generation"] == 0]
+        spreads.append(primaries.groupby(ids.loc[primaries.index, "vertex"])["vz"].first().std())
+    assert spreads[0] < 80.0 < spreads[1]
+    with pytest.raises(ConfigError, match="vertex_sigma_z"):
+        config_from_dict({"vertex_sigma_z": "wide"})

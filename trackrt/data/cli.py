@@ -31,6 +31,13 @@ import pandas as pd
     default=None,
     help="detectors.csv(.gz) or its directory [default: $TRACKRT_TRACKML_DIR or the shared TrackML dir].",
 )
+@click.option(
+    "--vertex-sigma-z",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=50.0,
+    show_default=True,
+    help="Gaussian spread of the vertices along the beam [mm]; wider than 50 widens a training set's tails.",
+)
 @click.option("--cells/--no-cells", default=False, show_default=True, help="Also write the cells part.")
 @click.option("--compress/--no-compress", default=True, show_default=True, help="Write .csv.gz files.")
 def simulate(
@@ -43,6 +50,7 @@ def simulate(
     hard_scatter: bool,
     field: str,
     detector: Path | None,
+    vertex_sigma_z: float,
     cells: bool,
     compress: bool,
 ) -> None:
@@ -54,6 +62,7 @@ def simulate(
         hard_scatter=hard_scatter,
         field=field,  # type: ignore[arg-type]
         detector=None if detector is None else str(detector),
+        vertex_sigma_z=vertex_sigma_z,
         cells=cells,
     )
     written = simulate_events(

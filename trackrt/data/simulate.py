@@ -41,6 +41,7 @@ class SimulationConfig:
     no_pixel_hit_fraction: float = NO_PIXEL_HIT_FRACTION
     multiplicity_shape: float | None = None  # negative-binomial k per interaction; None: Poisson
     eta_max: float = 4.0
+    vertex_sigma_z: float = 50.0  # mm, the luminous region's length (TrackML: ~55 mm)
     field: FieldKind = "solenoid"
     bz_tesla: float = 2.0
     multiple_scattering: bool = True
@@ -63,6 +64,7 @@ class SimulationConfig:
             hard_scatter=self.hard_scatter,
             no_pixel_hit_fraction=self.no_pixel_hit_fraction,
             pixel_secondary_fraction=self.pixel_secondary_fraction,
+            vertex_sigma_z=self.vertex_sigma_z,
         )
 
     def material_spec(self) -> MaterialSpec:

@@ -37,6 +37,7 @@ from trackrt.train.filter_metrics import FilterCounts
 from trackrt.train.records import json_safe
 
 MODES = ("tracking_only", "filter_and_tracking")
+VERTEX_COLUMNS = ("vx", "vy", "vz")
 
 
 class DecodedEvent(NamedTuple):
@@ -208,7 +209,8 @@ def event_target_losses(
     metrics: TrackingMetrics,
 ) -> pd.DataFrame:
     """Where each target particle of one event is lost, given the kept hits (`hit_index`, as a bool
-    mask `kept` [N]) and the tracker's prediction on them."""
+    mask `kept` [N]) and the tracker's prediction on them; with each particle's pT, η and, where the
+    particles table has them, its production vertex (vx, vy, vz)."""
     particles = metrics.particle_table
     targets = particles.loc[particles["target"], "particle_id"].to_numpy()
     found = particles.loc[particles["target"] & particles["matched_dm"], "particle_id"].to_numpy()
@@ -221,6 +223,11 @@ def event_target_losses(
         None if query_hits is None else hit_index[query_hits],
         None if valid_hits is None else hit_index[valid_hits],
     )
+    properties = particles.set_index("particle_id")[["pt", "eta"]]
+    vertex = [c for c in VERTEX_COLUMNS if c in sample.particles.columns]
+    if vertex:
+        properties = properties.join(sample.particles.set_index("particle_id")[vertex])
+    table = table.join(properties, on="particle_id")
     return table.assign(event_id=sample.event_id)
 
 
@@ -274,7 +281,9 @@ def evaluate_samples(
 
 
 def write_evaluation(evaluation: Evaluation, out_dir: str | Path, info: dict[str, Any] | None = None) -> Path:
-    """Write `metrics.json` (overall + binned per mode, hit filter) and per-mode PNGs; return its path."""
+    """Write `metrics.json` (overall + binned per mode, hit filter), per-mode PNGs and
+    `target_losses.parquet` (one row per mode, event and target particle: the stage it is lost at, its
+    hit counts, pT, η and vertex); return the JSON path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
@@ -298,6 +307,10 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path, info: dict[str
             }
         plots = plot_metrics(metrics, out_dir / mode, label=mode.replace("_", " "))
         report[mode]["plots"] = [str(p.relative_to(out_dir)) for p in plots]
+    if evaluation.target_losses:
+        tables = [table.assign(mode=mode) for mode, table in evaluation.target_losses.items()]
+        pd.concat(tables, ignore_index=True).to_parquet(out_dir / "target_losses.parquet", index=False)
+        report["target_losses_table"] = "target_losses.parquet"
     path = out_dir / "metrics.json"
     path.write_text(json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n")
     return path
