@@ -198,5 +198,22 @@ def thresholds(checkpoint: Path, assignments: tuple[str, ...]) -> None:
         click.echo(f"{key}: {value}")
 
 
+@click.command()
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--layers", type=click.IntRange(min=1), required=True, help="Encoder layers after growing.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Its directory.")
+def grow(checkpoint: Path, layers: int, out: Path) -> None:
+    """Copy CHECKPOINT with identity encoder layers appended (same outputs), to fine-tune a deeper model."""
+    from trackrt.train.checkpoint import CheckpointError
+    from trackrt.train.grow import grow_checkpoint
+
+    try:
+        path = grow_checkpoint(checkpoint, out, layers)
+    except CheckpointError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{path}: encoder grown to {layers} layers; train it with --set STAGE.init_from={path} "
+               f"--set STAGE.model.overrides.encoder.num_layers={layers}")
+
+
 def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f} %"

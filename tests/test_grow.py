@@ -1,0 +1,75 @@
+"""Growing an encoder: identity layers appended, same outputs, and the deeper model trains from there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from trackrt.cli import main
+from trackrt.model.config import preset
+from trackrt.train.checkpoint import CheckpointError, build_model, load_checkpoint, save_checkpoint
+from trackrt.train.grow import grow_checkpoint, grow_encoder
+
+
+def _trained_like(kind: str) -> tuple[torch.nn.Module, object]:
+    """A tiny model with every weight random (as after training: no zero projection left)."""
+    torch.manual_seed(0)
+    config = preset("tiny", kind)
+    model = build_model(config)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.2)
+    return model.eval(), config
+
+
+@pytest.mark.parametrize("kind", ["hit_filter", "tracker"])
+def test_grown_encoder_computes_the_same_embeddings(kind: str) -> None:
+    model, config = _trained_like(kind)
+    grown, grown_config = grow_encoder(model, config, config.encoder.num_layers + 2)
+    assert grown_config.encoder.num_layers == config.encoder.num_layers + 2 == len(grown.encoder.layers)
+    features = torch.randn(2, 150, config.features.num_features)
+    lengths = torch.tensor([150, 97])
+    torch.testing.assert_close(grown.encoder(features, lengths), model.encoder(features, lengths))
+    new_layer = grown.encoder.layers[-1]
+    assert new_layer.attention.out_proj.weight.abs().sum() == 0 and new_layer.ffn.down.weight.abs().sum() == 0
+    assert new_layer.attention.qkv_proj.weight.abs().sum() > 0  # the rest is freshly initialised
+
+
+def test_grown_layers_learn() -> None:
+    """The zero projections get gradients, so training moves the new layer off the identity."""
+    model, config = _trained_like("hit_filter")
+    grown, _ = grow_encoder(model, config, config.encoder.num_layers + 1)
+    grown.train()
+    grown(torch.randn(1, 80, config.features.num_features)).square().mean().backward()
+    layer = grown.encoder.layers[-1]
+    assert layer.attention.out_proj.weight.grad.abs().sum() > 0 and layer.ffn.down.weight.grad.abs().sum() > 0
+
+
+def test_grow_refuses_fewer_layers() -> None:
+    model, config = _trained_like("hit_filter")
+    with pytest.raises(CheckpointError, match="already has 2 layers"):
+        grow_encoder(model, config, 2)
+
+
+def test_grow_cli_writes_a_checkpoint_that_loads(tmp_path: Path) -> None:
+    model, config = _trained_like("hit_filter")
+    save_checkpoint(tmp_path / "filter", model, config, metadata={"selection": "Pix1.0"})
+    result = CliRunner().invoke(
+        main, ["grow", str(tmp_path / "filter"), "--layers", "3", "--out", str(tmp_path / "deeper")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "encoder.num_layers=3" in result.output
+    grown, info = load_checkpoint(tmp_path / "deeper")
+    assert info.model.encoder.num_layers == 3 and info.metadata["selection"] == "Pix1.0"
+    assert info.metadata["grown_from"] == {"checkpoint": str(tmp_path / "filter"), "encoder_layers": 2}
+    features = torch.randn(1, 64, config.features.num_features)
+    torch.testing.assert_close(grown(features), model(features))
+    refused = CliRunner().invoke(
+        main, ["grow", str(tmp_path / "filter"), "--layers", "1", "--out", str(tmp_path / "x")]
+    )
+    assert refused.exit_code != 0 and "already has 2 layers" in refused.output
+    with pytest.raises(CheckpointError):
+        grow_checkpoint(tmp_path / "deeper", tmp_path / "y", 3)
