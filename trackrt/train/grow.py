@@ -27,7 +27,7 @@ def grow_encoder(
     """(model, config) with `num_layers` encoder layers: the trained ones, then identity layers appended."""
     current = config.encoder.num_layers
     if num_layers <= current:
-        raise CheckpointError(f"--layers: the encoder already has {current} layers; give more than that")
+        raise CheckpointError(f"num_layers: the encoder already has {current} layers; give more than that")
     grown_config = dataclasses.replace(
         config, encoder=dataclasses.replace(config.encoder, num_layers=num_layers)
     )
