@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from trackrt.configuration import ConfigError
+from trackrt.data.triplets import TRIPLET_FEATURES, TripletConfig, triplet_features
 
 BASE_FEATURES: tuple[str, ...] = ("x", "y", "z", "r", "eta", "phi", "u", "v")
 SINUSOIDAL_FEATURES: tuple[str, ...] = ("r", "eta", "phi")
@@ -19,7 +20,8 @@ HitsLike = pd.DataFrame | Mapping[str, np.ndarray] | np.ndarray
 
 @dataclass
 class FeatureConfig:
-    """Which hit features to compute and the scale each is divided by (mm, 1/mm or dimensionless)."""
+    """Which hit features to compute and the scale each is divided by (mm, 1/mm or dimensionless);
+    `triplets` adds the beamline-triplet features of `trackrt.data.triplets` (None: off)."""
 
     features: list[str] = field(default_factory=lambda: list(BASE_FEATURES))
     xy_scale: float = 1000.0
@@ -30,6 +32,7 @@ class FeatureConfig:
     uv_scale: float = 0.03
     sinusoidal: list[str] = field(default_factory=list)
     sinusoidal_frequencies: int = 4
+    triplets: TripletConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.features:
@@ -68,6 +71,8 @@ class FeatureConfig:
         for var in self.sinusoidal:
             for k in range(self.sinusoidal_frequencies):
                 names += [f"sin_{var}_{k}", f"cos_{var}_{k}"]
+        if self.triplets is not None:
+            names += TRIPLET_FEATURES
         return names
 
     def scale(self, name: str) -> float:
@@ -134,6 +139,8 @@ def hit_features(hits: HitsLike, config: FeatureConfig) -> np.ndarray:
         angles = (raw[var] / config.scale(var))[:, None] * frequencies[None, :]
         pairs = np.stack([np.sin(angles), np.cos(angles)], axis=-1).reshape(len(x), 2 * len(frequencies))
         columns.extend(pairs.T)
+    if config.triplets is not None:
+        columns.extend(triplet_features(x, y, z, config.triplets).T)
     return np.stack(columns, axis=1).astype(np.float32)
 
 

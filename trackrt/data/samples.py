@@ -239,7 +239,10 @@ def _pixel_hits_only(event: Event) -> Event:
 
 def cache_key(config: SampleConfig) -> str:
     """Short hash of the sample config and cache format; names the cache directory."""
-    payload = json.dumps({"format": CACHE_FORMAT_VERSION, "config": to_dict(config)}, sort_keys=True)
+    config_dict = to_dict(config)
+    if config_dict["features"].get("triplets", 0) is None:
+        del config_dict["features"]["triplets"]  # a feature group that is off keeps the keys it had before
+    payload = json.dumps({"format": CACHE_FORMAT_VERSION, "config": config_dict}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

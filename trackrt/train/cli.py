@@ -200,19 +200,27 @@ def thresholds(checkpoint: Path, assignments: tuple[str, ...]) -> None:
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--layers", type=click.IntRange(min=1), required=True, help="Encoder layers after growing.")
+@click.option("--layers", type=click.IntRange(min=1), help="Encoder layers after growing.")
+@click.option("--feature", "feature_changes", multiple=True, metavar="KEY=VALUE",
+              help="Feature-config change that adds features (YAML value), e.g. 'triplets={}'; repeatable.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Its directory.")
-def grow(checkpoint: Path, layers: int, out: Path) -> None:
-    """Copy CHECKPOINT with identity encoder layers appended (same outputs), to fine-tune a deeper model."""
-    from trackrt.train.checkpoint import CheckpointError
+def grow(checkpoint: Path, layers: int | None, feature_changes: tuple[str, ...], out: Path) -> None:
+    """Copy CHECKPOINT deepened (identity encoder layers appended) and/or reading more input features
+    (zero weights), with the same outputs, to fine-tune the grown model."""
+    from trackrt.train.checkpoint import CheckpointError, read_checkpoint_config
     from trackrt.train.grow import grow_checkpoint
 
     try:
-        path = grow_checkpoint(checkpoint, out, layers)
-    except CheckpointError as exc:
+        changes = apply_overrides({}, feature_changes)
+        path = grow_checkpoint(checkpoint, out, layers, changes)
+        info = read_checkpoint_config(path)
+    except (CheckpointError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{path}: encoder grown to {layers} layers; train it with --set STAGE.init_from={path} "
-               f"--set STAGE.model.overrides.encoder.num_layers={layers}")
+    layers_now, width = info.model.encoder.num_layers, info.features.num_features
+    click.echo(f"{path}: {layers_now} encoder layers, {width} features")
+    click.echo(f"train it with --set STAGE.init_from={path} and the same model overrides: "
+               f"encoder.num_layers={layers_now}"
+               + "".join(f", features.{key}={value}" for key, value in changes.items()))
 
 
 def _percent(value: float | None) -> str:

@@ -1,0 +1,118 @@
+"""Beamline-triplet hit features: helices from anywhere along the beam, soft tracks, noise, edge cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from trackrt.configuration import ConfigError, from_dict
+from trackrt.data.features import FeatureConfig, hit_features
+from trackrt.data.samples import cache_key, sample_config
+from trackrt.data.triplets import CHI2_CAP, TRIPLET_FEATURES, TripletConfig, triplet_features
+
+LAYER_RADII = np.array([32.0, 72.0, 116.0, 172.0])  # mm, the pixel barrel
+
+
+def helix_hits(pt: float, phi0: float, cot_theta: float, vz: float, charge: int = 1) -> np.ndarray:
+    """[4, 3] hits of a track from (0, 0, vz) on the barrel layers in a 2 T field."""
+    radius = pt / (0.3 * 2.0) * 1000.0  # mm
+    phi = phi0 - charge * np.arcsin(LAYER_RADII / (2.0 * radius))
+    # transverse arc length to radius r on a circle through the origin
+    arc = 2.0 * radius * np.arcsin(LAYER_RADII / (2.0 * radius))
+    return np.stack([LAYER_RADII * np.cos(phi), LAYER_RADII * np.sin(phi), vz + cot_theta * arc], axis=1)
+
+
+def features_of(hits: np.ndarray, config: TripletConfig | None = None) -> np.ndarray:
+    return triplet_features(hits[:, 0], hits[:, 1], hits[:, 2], config or TripletConfig())
+
+
+def noise_hits(rng: np.random.Generator, count: int) -> np.ndarray:
+    """Hits scattered over the barrel layers at random φ and z."""
+    r = rng.choice(LAYER_RADII, count)
+    phi = rng.uniform(-math.pi, math.pi, count)
+    return np.stack([r * np.cos(phi), r * np.sin(phi), rng.uniform(-400, 400, count)], axis=1)
+
+
+@pytest.mark.parametrize("vz", [-180.0, 0.0, 120.0])
+def test_stiff_track_hits_form_agreeing_triplets_wherever_the_vertex(vz: float) -> None:
+    hits = helix_hits(pt=5.0, phi0=0.3, cot_theta=0.8, vz=vz)
+    features = features_of(hits)
+    assert np.all(features[:, 0] < 0.05)  # log(1 + χ²) near 0: the partners agree
+    assert np.all(features[:, 1] == pytest.approx(math.log1p(3)))  # every other hit is compatible
+    np.testing.assert_allclose(features[:, 3] * 250.0, vz, atol=1.0)  # the triplet points back to vz
+    # curvature in units of κ(0.9 GeV): 0.9 / 5 for a 5 GeV track, sign fixed by the charge
+    np.testing.assert_allclose(features[:, 2], -0.9 / 5.0, atol=0.02)
+    flipped = features_of(helix_hits(pt=5.0, phi0=0.3, cot_theta=0.8, vz=vz, charge=-1))
+    np.testing.assert_allclose(flipped[:, 2], 0.9 / 5.0, atol=0.02)
+
+
+def test_soft_track_and_lone_hits_find_no_triplet() -> None:
+    soft = helix_hits(pt=0.4, phi0=1.0, cot_theta=0.2, vz=10.0)  # curls more than a 0.9 GeV track
+    lone = np.array([[0.0, 50.0, 0.0], [-40.0, -20.0, 300.0]])
+    features = features_of(np.concatenate([soft, lone]))
+    assert np.all(features[:, 0] == pytest.approx(math.log1p(CHI2_CAP)))
+    assert np.all(features[:, 1:] == 0.0)
+
+
+def test_far_displaced_track_is_not_compatible() -> None:
+    features = features_of(helix_hits(pt=5.0, phi0=0.3, cot_theta=0.8, vz=400.0))  # beyond z0_max
+    assert np.all(features[:, 1] == 0.0)
+    wider = features_of(helix_hits(pt=5.0, phi0=0.3, cot_theta=0.8, vz=400.0), TripletConfig(z0_max=500.0))
+    assert np.all(wider[:, 0] < 0.05)
+
+
+def test_track_stands_out_of_noise_and_features_follow_input_order(rng: np.random.Generator) -> None:
+    track = helix_hits(pt=2.0, phi0=-2.0, cot_theta=-0.5, vz=-40.0)
+    hits = np.concatenate([track, noise_hits(rng, 300)])
+    features = features_of(hits)
+    assert np.all(features[:4, 0] < 0.1)
+    assert np.median(features[4:, 0]) > 1.0
+    permutation = rng.permutation(len(hits))
+    np.testing.assert_allclose(features_of(hits[permutation]), features[permutation])
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3])
+def test_few_hits(count: int) -> None:
+    features = features_of(helix_hits(pt=5.0, phi0=0.3, cot_theta=0.8, vz=0.0)[:count])
+    assert features.shape == (count, len(TRIPLET_FEATURES))
+    assert np.all(np.isfinite(features))
+    if count == 3:
+        assert np.all(features[:, 0] < 0.05)
+
+
+def test_hit_features_append_triplet_columns(rng: np.random.Generator) -> None:
+    hits = np.concatenate([helix_hits(pt=3.0, phi0=0.0, cot_theta=0.1, vz=5.0), noise_hits(rng, 50)])
+    plain = FeatureConfig()
+    config = FeatureConfig(triplets=TripletConfig())
+    assert config.feature_names == plain.feature_names + list(TRIPLET_FEATURES)
+    values = hit_features(hits, config)
+    assert values.shape == (len(hits), config.num_features) and values.dtype == np.float32
+    np.testing.assert_array_equal(values[:, : plain.num_features], hit_features(hits, plain))
+    np.testing.assert_allclose(values[:, plain.num_features :], features_of(hits), rtol=1e-6, atol=1e-6)
+
+
+def test_cache_key_changes_only_when_triplets_are_on() -> None:
+    plain = sample_config("Pix1.0", FeatureConfig())
+    again = sample_config("Pix1.0", from_dict(FeatureConfig, {"triplets": None}))
+    with_triplets = sample_config("Pix1.0", FeatureConfig(triplets=TripletConfig()))
+    assert cache_key(plain) == cache_key(again) != cache_key(with_triplets)
+    fewer_partners = FeatureConfig(triplets=TripletConfig(partners=8))
+    assert cache_key(with_triplets) != cache_key(sample_config("Pix1.0", fewer_partners))
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("partners", 0, r"triplets\.partners: must be >= 1"),
+        ("pt_min", 0.0, r"triplets\.pt_min: must be a positive"),
+        ("z0_tolerance", float("nan"), r"triplets\.z0_tolerance"),
+        ("min_dr", -1.0, r"triplets\.min_dr: must be a finite number >= 0"),
+    ],
+)
+def test_triplet_config_validation(key: str, value: float, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TripletConfig(**{key: value})
+    with pytest.raises(ConfigError, match=r"unknown config key 'features\.triplets\.window'"):
+        from_dict(FeatureConfig, {"triplets": {"window": 3}}, "features")
