@@ -81,6 +81,13 @@ def test_sliding_window_matches_reference(n, window, wrap, lengths):
         torch.testing.assert_close(out.double(), expected, atol=1e-5, rtol=1e-5)
 
 
+def test_sliding_window_on_no_hits_gives_an_empty_output():
+    """An event the filter empties still encodes (the runtime skips it; training and validation do not)."""
+    q = torch.zeros(1, 2, 0, 8)
+    for backend in ("blocked", "gathered", "auto"):
+        assert sliding_window_attention(q, q, q, 16, True, None, backend=backend).shape == (1, 2, 0, 8)
+
+
 def test_blocked_splits_into_chunks(monkeypatch):
     monkeypatch.setattr(attention, "_BLOCKED_MAX_SCORES", 2000)
     q, k, v, c, kl = make_case(5, 1, 2, 300, 300, 8, "arange", True)

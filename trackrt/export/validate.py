@@ -291,6 +291,13 @@ class Pipeline:
         if self.hit_filter is not None:
             hit_logits = chain.run("hit_filter", hit_features=self.filter_inputs(hits))[0][0]
             kept = self.keep(hit_logits)
+        if not kept.any():  # as in the runtime: no hits left, so the tracker graphs do not run
+            return ChainOutputs(
+                kept, hit_logits, np.zeros((1, 0, 0), np.float32), np.zeros(0, np.float32),
+                np.zeros(0, np.int64) if self.dynamic_queries else None,
+                np.zeros(0, np.float32), np.zeros((0, 0), np.float32), np.zeros(0, np.int64),
+                np.zeros(0, np.float32),
+            )  # fmt: skip
         embeddings, seed_logits = chain.run("tracker_encoder", hit_features=self.tracker_inputs(hits[kept]))
         queries = self.seeds(seed_logits[0])
         decoder_inputs = {"hit_embeddings": embeddings}
@@ -323,6 +330,8 @@ def _compare_graphs(
     if pipeline.hit_filter is not None:
         (hit_logits,) = ort_chain.run("hit_filter", hit_features=pipeline.filter_inputs(hits))
         result.comparison("hit_filter", "hit_logits").update(hit_logits[0], reference.hit_logits, tol)
+    if not reference.kept.any():
+        return
     embeddings, seeds = ort_chain.run(
         "tracker_encoder", hit_features=pipeline.tracker_inputs(hits[reference.kept])
     )

@@ -199,6 +199,8 @@ def _blocked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, centers: torch.T
     """
     b, h, nq, d = q.shape
     n = k.shape[2]
+    if nq == 0 or n == 0:  # an event with no hits left (e.g. none kept by the filter)
+        return q.new_zeros(b, h, nq, v.shape[-1])
     half = window // 2
     num_blocks = (nq + block - 1) // block
     pad = num_blocks * block - nq
