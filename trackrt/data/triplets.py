@@ -19,6 +19,7 @@ from trackrt.configuration import ConfigError
 TRIPLET_FEATURES: tuple[str, ...] = ("triplet_chi2", "triplet_partners", "triplet_curvature", "triplet_z0")
 CHI2_CAP = 50.0
 _CHUNK = 2048
+_PAIR_GROUP = 128
 
 
 @dataclass
@@ -118,16 +119,20 @@ def _chunk_features(
     k = np.take_along_axis(curvature, pick, axis=1)
     z = np.take_along_axis(z0, pick, axis=1)
     r = np.take_along_axis(dr, pick, axis=1)
-    with np.errstate(invalid="ignore"):
-        chi2 = ((k[:, :, None] - k[:, None, :]) / config.curvature_tolerance) ** 2 + (
-            (z[:, :, None] - z[:, None, :]) / config.z0_tolerance
-        ) ** 2
-    usable = valid[:, :, None] & valid[:, None, :] & (np.abs(r[:, :, None] - r[:, None, :]) > config.min_dr)
-    chi2 = np.where(usable, chi2, np.inf).reshape(len(rows), -1)
-    best = chi2.argmin(axis=1)
-    best_chi2 = chi2[np.arange(len(rows)), best]
+    best_chi2 = np.full(len(rows), np.inf)
+    a = np.zeros(len(rows), dtype=np.int64)
+    b = np.zeros(len(rows), dtype=np.int64)
+    # Rows with few compatible partners need few columns: pair them in groups of similar counts.
+    usable_partners = np.minimum(count, pick.shape[1])
+    by_count = np.argsort(usable_partners, kind="stable")
+    for group in np.array_split(by_count, max(1, len(rows) // _PAIR_GROUP)):
+        m = int(usable_partners[group].max()) if len(group) else 0
+        if m < 2:
+            continue
+        best_chi2[group], a[group], b[group] = _best_pair(
+            k[group, :m], z[group, :m], r[group, :m], valid[group, :m], config
+        )
     found = np.isfinite(best_chi2)
-    a, b = np.divmod(best, pick.shape[1])
     at = np.arange(len(rows))
     features = np.zeros((len(rows), len(TRIPLET_FEATURES)))
     features[:, 0] = np.log1p(np.minimum(np.where(found, best_chi2, CHI2_CAP), CHI2_CAP))
@@ -135,3 +140,18 @@ def _chunk_features(
     features[:, 2] = np.where(found, 0.5 * (k[at, a] + k[at, b]), 0.0)
     features[:, 3] = np.where(found, 0.5 * (z[at, a] + z[at, b]) / config.z0_max, 0.0)
     return features
+
+
+def _best_pair(
+    k: np.ndarray, z: np.ndarray, r: np.ndarray, valid: np.ndarray, config: TripletConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row, the lowest χ² of two valid partners on different radii and their columns (inf if none)."""
+    with np.errstate(invalid="ignore"):
+        chi2 = ((k[:, :, None] - k[:, None, :]) / config.curvature_tolerance) ** 2 + (
+            (z[:, :, None] - z[:, None, :]) / config.z0_tolerance
+        ) ** 2
+    usable = valid[:, :, None] & valid[:, None, :] & (np.abs(r[:, :, None] - r[:, None, :]) > config.min_dr)
+    chi2 = np.where(usable, chi2, np.inf).reshape(len(k), -1)
+    best = chi2.argmin(axis=1)
+    a, b = np.divmod(best, k.shape[1])
+    return chi2[np.arange(len(k)), best], a, b
