@@ -56,6 +56,13 @@ def test_soft_track_and_lone_hits_find_no_triplet() -> None:
     assert np.all(features[:, 1:] == 0.0)
 
 
+def test_hits_on_both_sides_of_the_beam_are_no_track() -> None:
+    """A straight line through the beam crossing it between the hits: no track from the beam does that."""
+    features = features_of(np.array([[0.0, 50.0, 0.0], [0.0, -100.0, 0.0], [0.0, 150.0, 0.0]]))
+    assert np.all(features[:, 0] == pytest.approx(math.log1p(CHI2_CAP)))
+    assert features[0, 1] == pytest.approx(math.log1p(1))  # only the hit on its own side
+
+
 def test_far_displaced_track_is_not_compatible() -> None:
     features = features_of(helix_hits(pt=5.0, phi0=0.3, cot_theta=0.8, vz=400.0))  # beyond z0_max
     assert np.all(features[:, 1] == 0.0)

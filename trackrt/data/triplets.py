@@ -99,19 +99,25 @@ def _chunk_features(
     """`triplet_features` of the φ-sorted hits `rows`, searching partners at φ-rank `offsets`."""
     n = len(xs)
     partner = (rows[:, None] + offsets[None, :]) % n
-    dphi = np.remainder(ps[partner] - ps[rows, None] + np.pi, 2 * np.pi) - np.pi
-    dxy = np.hypot(xs[partner] - xs[rows, None], ys[partner] - ys[rows, None])
     dr = rs[partner] - rs[rows, None]
     dz = zs[partner] - zs[rows, None]
     with np.errstate(divide="ignore", invalid="ignore"):
-        curvature = 2.0 * np.sin(dphi) / dxy * np.sign(dr) / config.max_curvature
         z0 = zs[rows, None] - rs[rows, None] * dz / dr
-    compatible = (
-        (np.hypot(dxy, dz) > config.min_separation)
-        & (np.abs(dr) > config.min_dr)
-        & (np.abs(curvature) < 1.0)
-        & (np.abs(z0) < config.z0_max)
+    # The transverse quantities only where the cheap longitudinal cuts pass (most pairs fail z0).
+    i, j = np.nonzero((np.abs(dr) > config.min_dr) & (np.abs(z0) < config.z0_max))
+    hit, other = rows[i], partner[i, j]
+    dphi = np.remainder(ps[other] - ps[hit] + np.pi, 2 * np.pi) - np.pi
+    dxy = np.hypot(xs[other] - xs[hit], ys[other] - ys[hit])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bend = 2.0 * np.sin(dphi) / dxy * np.sign(dr[i, j]) / config.max_curvature
+    # |Δφ| < π/2: a track from the beam does not turn back; hits across the beam line are no doublet.
+    passed = (
+        (np.hypot(dxy, dz[i, j]) > config.min_separation) & (np.abs(dphi) < np.pi / 2) & (np.abs(bend) < 1.0)
     )
+    curvature = np.full(partner.shape, np.nan)
+    curvature[i, j] = bend
+    compatible = np.zeros(partner.shape, dtype=bool)
+    compatible[i[passed], j[passed]] = True
     count = compatible.sum(axis=1)
     # The nearest compatible partners in φ; pairs of them on different radii are candidate triplets.
     pick = np.argsort(~compatible, axis=1, kind="stable")[:, : config.partners]
