@@ -2,9 +2,10 @@
 
 For each hit, the partners are nearby hits in φ (on other layers) whose doublet with it is compatible
 with a track of pT ≥ `pt_min` from the beam line: the circle through the origin and both hits is no
-more curved than such a track, and the straight line through both hits in (r, z) meets the beam within
-`z0_max`. Two partners agree when their doublets give the same curvature and the same z0, i.e. the three
-hits sit on one helix from the beam. None of this depends on where along the beam the vertex lies.
+more curved than such a track, the straight line through both hits in (r, z) meets the beam within
+`z0_max`, and the two are less than π/2 apart in φ (a track does not cross the beam line). Two
+partners agree when their doublets give the same curvature and the same z0, i.e. the three hits sit
+on one helix from the beam. None of this depends on where along the beam the vertex lies.
 """
 
 from __future__ import annotations
