@@ -22,13 +22,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-import yaml
 from scipy.stats import rankdata
 
 from trackrt.configuration import from_dict, to_dict
 from trackrt.data.samples import SampleConfig, make_sample
 from trackrt.data.trackml import iter_events
 from trackrt.data.triplets import TripletConfig, triplet_features
+from trackrt.train.cli import apply_overrides
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VZ_BINS = [0.0, 50.0, 100.0, 2000.0]
@@ -50,8 +50,7 @@ def main() -> None:
                         help="TripletConfig field (YAML value), e.g. partners=16")
     parser.add_argument("--out", type=Path, default=RESULTS / "triplet_features.json")
     args = parser.parse_args()
-    changes = dict(a.split("=", 1) for a in args.assignments)
-    config = from_dict(TripletConfig, {k: yaml.safe_load(v) for k, v in changes.items()}, "triplets")
+    config = from_dict(TripletConfig, apply_overrides({}, tuple(args.assignments)), "triplets")
 
     chi2, target, vz, seconds = [], [], [], []
     events = iter_events(args.events, parts=("hits", "particles", "truth"), pixel_only=True)

@@ -62,19 +62,17 @@ def triplet_features(x: np.ndarray, y: np.ndarray, z: np.ndarray, config: Triple
     """
     n = len(x)
     out = np.zeros((n, len(TRIPLET_FEATURES)))
-    out[:, 0] = math.log1p(CHI2_CAP)
     if n < 2:
+        out[:, 0] = math.log1p(CHI2_CAP)
         return out
     phi = np.arctan2(y, x)
     order = np.argsort(phi, kind="stable")
     xs, ys, zs, ps = x[order], y[order], z[order], phi[order]
     rs = np.hypot(xs, ys)
     offsets = _phi_rank_offsets(n, config.neighbours)
-    result = np.empty_like(out)
     for start in range(0, n, _CHUNK):
         rows = np.arange(start, min(n, start + _CHUNK))
-        result[rows] = _chunk_features(rows, offsets, xs, ys, zs, rs, ps, config)
-    out[order] = result
+        out[order[rows]] = _chunk_features(rows, offsets, xs, ys, zs, rs, ps, config)
     return out
 
 
@@ -133,7 +131,7 @@ def _chunk_features(
     usable_partners = np.minimum(count, pick.shape[1])
     by_count = np.argsort(usable_partners, kind="stable")
     for group in np.array_split(by_count, max(1, len(rows) // _PAIR_GROUP)):
-        m = int(usable_partners[group].max()) if len(group) else 0
+        m = int(usable_partners[group].max())
         if m < 2:
             continue
         best_chi2[group], a[group], b[group] = _best_pair(

@@ -293,11 +293,16 @@ class Pipeline:
             kept = self.keep(hit_logits)
         if not kept.any():  # as in the runtime: no hits left, so the tracker graphs do not run
             return ChainOutputs(
-                kept, hit_logits, np.zeros((1, 0, 0), np.float32), np.zeros(0, np.float32),
-                np.zeros(0, np.int64) if self.dynamic_queries else None,
-                np.zeros(0, np.float32), np.zeros((0, 0), np.float32), np.zeros(0, np.int64),
-                np.zeros(0, np.float32),
-            )  # fmt: skip
+                kept=kept,
+                hit_logits=hit_logits,
+                hit_embeddings=np.zeros((1, 0, 0), np.float32),
+                seed_logits=np.zeros(0, np.float32),
+                query_indices=np.zeros(0, np.int64) if self.dynamic_queries else None,
+                track_logits=np.zeros(0, np.float32),
+                assignment_logits=np.zeros((0, 0), np.float32),
+                track_of_hit=np.zeros(0, np.int64),
+                track_scores=np.zeros(0, np.float32),
+            )
         embeddings, seed_logits = chain.run("tracker_encoder", hit_features=self.tracker_inputs(hits[kept]))
         queries = self.seeds(seed_logits[0])
         decoder_inputs = {"hit_embeddings": embeddings}
