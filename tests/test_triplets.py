@@ -123,3 +123,73 @@ def test_triplet_config_validation(key: str, value: float, message: str) -> None
         TripletConfig(**{key: value})
     with pytest.raises(ConfigError, match=r"unknown config key 'features\.triplets\.window'"):
         from_dict(FeatureConfig, {"triplets": {"window": 3}}, "features")
+
+
+def reference_triplet_features(hits: np.ndarray, config: TripletConfig) -> np.ndarray:
+    """The features straight from their definition, with angles and one loop per pair (slow, for small N)."""
+    n = len(hits)
+    phi = np.arctan2(hits[:, 1], hits[:, 0])
+    order = np.argsort(phi, kind="stable")
+    offsets = sorted(range(1, n), key=lambda step: min(step, n - step))
+    if n - 1 > 2 * config.neighbours:
+        offsets = [sign * step for step in range(1, config.neighbours + 1) for sign in (1, -1)]
+    k_tol, z_tol = config.curvature_tolerance, config.z0_tolerance
+    out = np.zeros((n, len(TRIPLET_FEATURES)))
+    for rank, hit in enumerate(order):
+        x0, y0, z0_hit = hits[hit]
+        r0 = math.hypot(x0, y0)
+        partners = []
+        for offset in offsets:
+            other = order[(rank + offset) % n]
+            x1, y1, z1 = hits[other]
+            r1 = math.hypot(x1, y1)
+            dr, dz = r1 - r0, z1 - z0_hit
+            if abs(dr) <= config.min_dr:
+                continue
+            z0 = z0_hit - r0 * dz / dr
+            dphi = (phi[other] - phi[hit] + math.pi) % (2 * math.pi) - math.pi
+            chord = math.hypot(x1 - x0, y1 - y0)
+            curvature = 2 * math.sin(dphi) / chord * math.copysign(1.0, dr) / config.max_curvature
+            if (
+                abs(z0) < config.z0_max
+                and math.hypot(chord, dz) > config.min_separation
+                and abs(dphi) < math.pi / 2
+                and abs(curvature) < 1
+            ):
+                partners.append((curvature, z0, dr))
+        kept = partners[: config.partners]
+        pairs = [
+            (((a[0] - b[0]) / k_tol) ** 2 + ((a[1] - b[1]) / z_tol) ** 2, a, b)
+            for i, a in enumerate(kept)
+            for b in kept[i + 1 :]
+            if abs(a[2] - b[2]) > config.min_dr
+        ]
+        out[hit, 1] = math.log1p(len(partners))
+        out[hit, 0] = math.log1p(CHI2_CAP)
+        if pairs:
+            chi2, a, b = min(pairs, key=lambda pair: pair[0])
+            out[hit, 0] = math.log1p(min(chi2, CHI2_CAP))
+            out[hit, 2] = 0.5 * (a[0] + b[0])
+            out[hit, 3] = 0.5 * (a[1] + b[1]) / config.z0_max
+    return out
+
+
+@pytest.mark.parametrize(
+    ("noise", "config"),
+    [
+        (200, TripletConfig()),
+        (200, TripletConfig(neighbours=6, partners=3)),
+        (40, TripletConfig(neighbours=48, partners=4)),  # every other hit is searched
+    ],
+)
+def test_compiled_features_equal_their_definition(
+    rng: np.random.Generator, noise: int, config: TripletConfig
+) -> None:
+    tracks = [
+        helix_hits(rng.uniform(0.8, 10.0), rng.uniform(-3, 3), rng.uniform(-2, 2), rng.uniform(-150, 150))
+        for _ in range(12)
+    ]
+    hits = np.concatenate([*tracks, noise_hits(rng, noise)])
+    expected = reference_triplet_features(hits, config)
+    assert np.count_nonzero(expected[:, 0] < math.log1p(CHI2_CAP)) >= 24  # the tracks' triplets are found
+    np.testing.assert_allclose(features_of(hits, config), expected, atol=1e-9)

@@ -6,6 +6,9 @@ more curved than such a track, the straight line through both hits in (r, z) mee
 `z0_max`, and the two are less than π/2 apart in φ (a track does not cross the beam line). Two
 partners agree when their doublets give the same curvature and the same z0, i.e. the three hits sit
 on one helix from the beam. None of this depends on where along the beam the vertex lies.
+
+The per-hit search is a numba kernel (compiled on first use and cached on disk), free of angles: the
+curvature comes from the cross product of the two hit positions, the φ rule from their dot product.
 """
 
 from __future__ import annotations
@@ -13,14 +16,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from trackrt.configuration import ConfigError
 
 TRIPLET_FEATURES: tuple[str, ...] = ("triplet_chi2", "triplet_partners", "triplet_curvature", "triplet_z0")
 CHI2_CAP = 50.0
-_CHUNK = 2048
-_PAIR_GROUP = 128
 
 
 @dataclass
@@ -67,12 +69,21 @@ def triplet_features(x: np.ndarray, y: np.ndarray, z: np.ndarray, config: Triple
         return out
     phi = np.arctan2(y, x)
     order = np.argsort(phi, kind="stable")
-    xs, ys, zs, ps = x[order], y[order], z[order], phi[order]
-    rs = np.hypot(xs, ys)
-    offsets = _phi_rank_offsets(n, config.neighbours)
-    for start in range(0, n, _CHUNK):
-        rows = np.arange(start, min(n, start + _CHUNK))
-        out[order[rows]] = _chunk_features(rows, offsets, xs, ys, zs, rs, ps, config)
+    xs, ys, zs = (np.ascontiguousarray(v[order], dtype=np.float64) for v in (x, y, z))
+    limits = np.array(
+        [
+            config.min_dr,
+            config.z0_max,
+            config.min_separation,
+            config.max_curvature,
+            config.curvature_tolerance,
+            config.z0_tolerance,
+            CHI2_CAP,
+        ]
+    )
+    out[order] = _sorted_hit_features(
+        xs, ys, zs, np.hypot(xs, ys), _phi_rank_offsets(n, config.neighbours), config.partners, limits
+    )
     return out
 
 
@@ -85,78 +96,82 @@ def _phi_rank_offsets(n: int, neighbours: int) -> np.ndarray:
     return np.stack([steps, -steps], axis=1).reshape(-1)
 
 
-def _chunk_features(
-    rows: np.ndarray,
-    offsets: np.ndarray,
+@numba.njit(cache=True, nogil=True)
+def _sorted_hit_features(
     xs: np.ndarray,
     ys: np.ndarray,
     zs: np.ndarray,
     rs: np.ndarray,
-    ps: np.ndarray,
-    config: TripletConfig,
+    offsets: np.ndarray,
+    partners: int,
+    limits: np.ndarray,
 ) -> np.ndarray:
-    """`triplet_features` of the φ-sorted hits `rows`, searching partners at φ-rank `offsets`."""
+    """`triplet_features` of φ-sorted hits, searching partners at φ-rank `offsets` (nearest first)."""
+    min_dr, z0_max, min_separation, max_curvature, k_tolerance, z_tolerance, chi2_cap = limits
+    min_separation2 = min_separation * min_separation
     n = len(xs)
-    partner = (rows[:, None] + offsets[None, :]) % n
-    dr = rs[partner] - rs[rows, None]
-    dz = zs[partner] - zs[rows, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z0 = zs[rows, None] - rs[rows, None] * dz / dr
-    # The transverse quantities only where the cheap longitudinal cuts pass (most pairs fail z0).
-    i, j = np.nonzero((np.abs(dr) > config.min_dr) & (np.abs(z0) < config.z0_max))
-    hit, other = rows[i], partner[i, j]
-    dphi = np.remainder(ps[other] - ps[hit] + np.pi, 2 * np.pi) - np.pi
-    dxy = np.hypot(xs[other] - xs[hit], ys[other] - ys[hit])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        bend = 2.0 * np.sin(dphi) / dxy * np.sign(dr[i, j]) / config.max_curvature
-    # |Δφ| < π/2: a track from the beam does not turn back; hits across the beam line are no doublet.
-    passed = (
-        (np.hypot(dxy, dz[i, j]) > config.min_separation) & (np.abs(dphi) < np.pi / 2) & (np.abs(bend) < 1.0)
-    )
-    curvature = np.full(partner.shape, np.nan)
-    curvature[i, j] = bend
-    compatible = np.zeros(partner.shape, dtype=bool)
-    compatible[i[passed], j[passed]] = True
-    count = compatible.sum(axis=1)
-    # The nearest compatible partners in φ; pairs of them on different radii are candidate triplets.
-    pick = np.argsort(~compatible, axis=1, kind="stable")[:, : config.partners]
-    valid = np.take_along_axis(compatible, pick, axis=1)
-    k = np.take_along_axis(curvature, pick, axis=1)
-    z = np.take_along_axis(z0, pick, axis=1)
-    r = np.take_along_axis(dr, pick, axis=1)
-    best_chi2 = np.full(len(rows), np.inf)
-    a = np.zeros(len(rows), dtype=np.int64)
-    b = np.zeros(len(rows), dtype=np.int64)
-    # Rows with few compatible partners need few columns: pair them in groups of similar counts.
-    usable_partners = np.minimum(count, pick.shape[1])
-    by_count = np.argsort(usable_partners, kind="stable")
-    for group in np.array_split(by_count, max(1, len(rows) // _PAIR_GROUP)):
-        m = int(usable_partners[group].max())
-        if m < 2:
-            continue
-        best_chi2[group], a[group], b[group] = _best_pair(
-            k[group, :m], z[group, :m], r[group, :m], valid[group, :m], config
-        )
-    found = np.isfinite(best_chi2)
-    at = np.arange(len(rows))
-    features = np.zeros((len(rows), len(TRIPLET_FEATURES)))
-    features[:, 0] = np.log1p(np.minimum(np.where(found, best_chi2, CHI2_CAP), CHI2_CAP))
-    features[:, 1] = np.log1p(count)
-    features[:, 2] = np.where(found, 0.5 * (k[at, a] + k[at, b]), 0.0)
-    features[:, 3] = np.where(found, 0.5 * (z[at, a] + z[at, b]) / config.z0_max, 0.0)
-    return features
-
-
-def _best_pair(
-    k: np.ndarray, z: np.ndarray, r: np.ndarray, valid: np.ndarray, config: TripletConfig
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row, the lowest χ² of two valid partners on different radii and their columns (inf if none)."""
-    with np.errstate(invalid="ignore"):
-        chi2 = ((k[:, :, None] - k[:, None, :]) / config.curvature_tolerance) ** 2 + (
-            (z[:, :, None] - z[:, None, :]) / config.z0_tolerance
-        ) ** 2
-    usable = valid[:, :, None] & valid[:, None, :] & (np.abs(r[:, :, None] - r[:, None, :]) > config.min_dr)
-    chi2 = np.where(usable, chi2, np.inf).reshape(len(k), -1)
-    best = chi2.argmin(axis=1)
-    a, b = np.divmod(best, k.shape[1])
-    return chi2[np.arange(len(k)), best], a, b
+    out = np.zeros((n, 4))
+    k = np.empty(partners)
+    z = np.empty(partners)
+    r = np.empty(partners)
+    by_k = np.empty(partners, dtype=np.int64)
+    for hit in range(n):
+        count = 0
+        kept = 0
+        for offset in offsets:
+            other = hit + offset
+            if other >= n:
+                other -= n
+            elif other < 0:
+                other += n
+            dr = rs[other] - rs[hit]
+            dz = zs[other] - zs[hit]
+            # z0 = z - r·dz/dr; the cut is tested without the division first, since most pairs fail it.
+            if abs(dr) <= min_dr or abs(zs[hit] * dr - rs[hit] * dz) >= z0_max * abs(dr):
+                continue
+            z0 = zs[hit] - rs[hit] * dz / dr
+            # cos Δφ > 0: a track from the beam does not turn back; hits across the beam line are no doublet.
+            dot = xs[hit] * xs[other] + ys[hit] * ys[other]
+            dx = xs[other] - xs[hit]
+            dy = ys[other] - ys[hit]
+            chord2 = dx * dx + dy * dy
+            if dot <= 0.0 or chord2 + dz * dz <= min_separation2:
+                continue
+            # Curvature of the circle through the origin and both hits: 2 sin Δφ / chord, signed along r.
+            cross = xs[hit] * ys[other] - ys[hit] * xs[other]
+            bend = 2.0 * cross / (rs[hit] * rs[other] * math.sqrt(chord2)) * np.sign(dr) / max_curvature
+            if abs(z0) >= z0_max or abs(bend) >= 1.0:
+                continue
+            count += 1
+            if kept < partners:
+                k[kept], z[kept], r[kept] = bend, z0, dr
+                kept += 1
+        # The best pair of the nearest compatible partners on different radii: one helix from the beam.
+        # Partners in curvature order: a partner's scan stops once Δκ alone exceeds the best χ².
+        for u in range(kept):
+            by_k[u] = u
+            while u > 0 and k[by_k[u - 1]] > k[by_k[u]]:
+                by_k[u - 1], by_k[u] = by_k[u], by_k[u - 1]
+                u -= 1
+        best, a, b = np.inf, 0, 0
+        for u in range(kept):
+            i = by_k[u]
+            for v in range(u + 1, kept):
+                j = by_k[v]
+                dk = (k[i] - k[j]) / k_tolerance
+                if dk * dk > best:
+                    break
+                if abs(r[i] - r[j]) <= min_dr:
+                    continue
+                chi2 = dk * dk + ((z[i] - z[j]) / z_tolerance) ** 2
+                first, second = min(i, j), max(i, j)
+                if chi2 < best or (chi2 == best and (first < a or (first == a and second < b))):
+                    best, a, b = chi2, first, second
+        out[hit, 1] = math.log1p(count)
+        if best < np.inf:
+            out[hit, 0] = math.log1p(min(best, chi2_cap))
+            out[hit, 2] = 0.5 * (k[a] + k[b])
+            out[hit, 3] = 0.5 * (z[a] + z[b]) / z0_max
+        else:
+            out[hit, 0] = math.log1p(chi2_cap)
+    return out
