@@ -2,7 +2,8 @@
 
 Computes `trackrt.data.triplets.triplet_features` on each event's pixel hits and scores each hit by
 −log(1 + χ²): the ROC area over all hits, the purity and the target-hit efficiency per vertex-|z| bin at
-the cut that keeps 95 % of target hits, and the time per event (numpy, this process's threads). Writes
+the cut that keeps 95 % of target hits, and the time per event (the numba kernel, one thread; its first
+call, which compiles it or loads it from numba's cache, is timed apart). Writes
 `benchmarks/results/triplet_features.{json,png}`.
 
     python benchmarks/triplet_features.py EVENTS [--max-events N] [--set KEY=VALUE ...]
@@ -52,6 +53,9 @@ def main() -> None:
     args = parser.parse_args()
     config = from_dict(TripletConfig, apply_overrides({}, tuple(args.assignments)), "triplets")
 
+    start = time.perf_counter()
+    triplet_features(np.array([30.0, 70.0, 110.0]), np.zeros(3), np.zeros(3), config)
+    first_call = time.perf_counter() - start
     chi2, target, vz, seconds = [], [], [], []
     events = iter_events(args.events, parts=("hits", "particles", "truth"), pixel_only=True)
     for event in itertools.islice(events, args.max_events):
@@ -82,6 +86,7 @@ def main() -> None:
         "at_95_percent": {"log1p_chi2_cut": -cut, "purity": float(is_target[kept].mean()),
                           "kept_hits_per_event": float(kept.sum() / len(chi2)), "by_vertex_z": by_vz},
         "ms_per_event": {"mean": 1e3 * float(np.mean(seconds)), "median": 1e3 * float(np.median(seconds))},
+        "first_call_s": first_call,
         "hits_per_event": float(len(chi2_all) / len(chi2)),
         "host": platform.node(),
         "python": platform.python_version(),
