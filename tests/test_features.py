@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,7 +10,8 @@ import pandas as pd
 import pytest
 
 from trackrt.configuration import ConfigError, from_dict
-from trackrt.data.features import FeatureConfig, hit_features, phi_sort_order
+from trackrt.data.features import FeatureConfig, hit_features, phi_sort_order, shared_feature_columns
+from trackrt.data.triplets import TripletConfig
 
 
 def test_known_hit_gives_scaled_features() -> None:
@@ -104,3 +106,16 @@ def test_phi_sort_order_is_ascending_and_stable() -> None:
     ties = [i for i in order if np.isclose(phi[i], np.arctan2(np.sin(0.5), np.cos(0.5)))]
     assert list(order).index(0) < list(order).index(2) and [0, 2, 5] == sorted(ties)
     assert list(order[:2]) == [1, 4] and order[-1] == 3
+
+
+def test_features_without_triplets_are_shared_from_a_config_with_them(rng: np.random.Generator) -> None:
+    hits = rng.uniform(-500, 500, size=(300, 3))
+    plain = FeatureConfig(sinusoidal=["eta", "phi"], r_scale=100.0)
+    with_triplets = dataclasses.replace(plain, triplets=TripletConfig())
+    source = hit_features(hits, with_triplets)
+    shared = shared_feature_columns(source, with_triplets, plain)
+    assert shared is not None and shared.flags.c_contiguous
+    np.testing.assert_array_equal(shared, hit_features(hits, plain))
+    assert shared_feature_columns(source, with_triplets, dataclasses.replace(plain, r_scale=1000.0)) is None
+    assert shared_feature_columns(source, with_triplets, with_triplets) is None
+    assert shared_feature_columns(hit_features(hits, plain), plain, with_triplets) is None

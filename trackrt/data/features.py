@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -142,6 +143,16 @@ def hit_features(hits: HitsLike, config: FeatureConfig) -> np.ndarray:
     if config.triplets is not None:
         columns.extend(triplet_features(x, y, z, config.triplets).T)
     return np.stack(columns, axis=1).astype(np.float32)
+
+
+def shared_feature_columns(
+    features: np.ndarray, source: FeatureConfig, config: FeatureConfig
+) -> np.ndarray | None:
+    """`config`'s features [N, F] taken from `features` computed for `source` when `config` is `source`
+    without the triplet columns (which come last); None when they differ otherwise."""
+    if config.triplets is not None or dataclasses.replace(source, triplets=None) != config:
+        return None
+    return np.ascontiguousarray(features[:, : config.num_features])
 
 
 def phi_sort_order(hits: HitsLike) -> np.ndarray:

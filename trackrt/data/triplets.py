@@ -115,31 +115,39 @@ def _sorted_hit_features(
     z = np.empty(partners)
     r = np.empty(partners)
     by_k = np.empty(partners, dtype=np.int64)
+    # Offsets into the hits padded by wrapping, so that a partner's index needs no wrap test.
+    pad = int(np.abs(offsets).max())
+    wrap = np.concatenate((np.arange(n - pad, n) % n, np.arange(n), np.arange(pad) % n))
+    xw, yw, zw, rw = xs[wrap], ys[wrap], zs[wrap], rs[wrap]
+    candidates = np.empty(len(offsets), dtype=np.int64)
     for hit in range(n):
         count = 0
         kept = 0
-        for offset in offsets:
-            other = hit + offset
-            if other >= n:
-                other -= n
-            elif other < 0:
-                other += n
-            dr = rs[other] - rs[hit]
-            dz = zs[other] - zs[hit]
-            # z0 = z - r·dz/dr; the cut is tested without the division first, since most pairs fail it.
-            if abs(dr) <= min_dr or abs(zs[hit] * dr - rs[hit] * dz) >= z0_max * abs(dr):
-                continue
-            z0 = zs[hit] - rs[hit] * dz / dr
+        # Pass 1, without branches: the partners that pass the cheap longitudinal cuts (most fail z0).
+        base = hit + pad
+        xh, yh, zh, rh = xs[hit], ys[hit], zs[hit], rs[hit]
+        found = 0
+        for t in range(len(offsets)):
+            o = base + offsets[t]
+            dr = rw[o] - rh
+            dz = zw[o] - zh
+            candidates[found] = o
+            found += (abs(dr) > min_dr) & (abs(zh * dr - rh * dz) < z0_max * abs(dr))
+        for c in range(found):
+            o = candidates[c]
+            dr = rw[o] - rh
+            dz = zw[o] - zh
+            z0 = zh - rh * dz / dr
             # cos Δφ > 0: a track from the beam does not turn back; hits across the beam line are no doublet.
-            dot = xs[hit] * xs[other] + ys[hit] * ys[other]
-            dx = xs[other] - xs[hit]
-            dy = ys[other] - ys[hit]
+            dot = xh * xw[o] + yh * yw[o]
+            dx = xw[o] - xh
+            dy = yw[o] - yh
             chord2 = dx * dx + dy * dy
             if dot <= 0.0 or chord2 + dz * dz <= min_separation2:
                 continue
             # Curvature of the circle through the origin and both hits: 2 sin Δφ / chord, signed along r.
-            cross = xs[hit] * ys[other] - ys[hit] * xs[other]
-            bend = 2.0 * cross / (rs[hit] * rs[other] * math.sqrt(chord2)) * np.sign(dr) / max_curvature
+            cross = xh * yw[o] - yh * xw[o]
+            bend = 2.0 * cross / (rh * rw[o] * math.sqrt(chord2)) * np.sign(dr) / max_curvature
             if abs(z0) >= z0_max or abs(bend) >= 1.0:
                 continue
             count += 1

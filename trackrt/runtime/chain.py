@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from trackrt.configuration import to_dict
-from trackrt.data.features import FeatureConfig, hit_features, phi_sort_order
+from trackrt.data.features import FeatureConfig, hit_features, phi_sort_order, shared_feature_columns
 from trackrt.data.tracks import assign_hits, select_seeds, sigmoid, valid_queries
 from trackrt.runtime.artifact import HitFilterSettings, TrackerSettings
 from trackrt.runtime.backends.base import GraphRunner
@@ -56,7 +56,7 @@ class EventWork:
     num_queries: int = 0
     parameters: pd.DataFrame | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
-    _features: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _features: dict[str, tuple[np.ndarray, FeatureConfig]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def start(cls, hits: pd.DataFrame, event_id: int | None) -> EventWork:
@@ -85,12 +85,20 @@ class EventWork:
             self.timings_ms[stage] = self.timings_ms.get(stage, 0.0) + elapsed
 
     def features(self, config: FeatureConfig) -> np.ndarray:
-        """Features [N, F] of all (sorted) hits for `config`, computed once per config and event."""
+        """Features [N, F] of all (sorted) hits for `config`, computed once per config and event; a
+        config that is another's without its triplet features takes that one's columns."""
         key = repr(sorted(to_dict(config).items()))
         if key not in self._features:
             with self.timed("features"):
-                self._features[key] = hit_features(self.hits, config)
-        return self._features[key]
+                features = None
+                for known in self._features.values():
+                    features = shared_feature_columns(*known, config)
+                    if features is not None:
+                        break
+                if features is None:
+                    features = hit_features(self.hits, config)
+                self._features[key] = (features, config)
+        return self._features[key][0]
 
 
 @dataclass(frozen=True)
