@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 
 from trackrt.configuration import ConfigError, from_dict
-from trackrt.data.features import FeatureConfig, hit_features, phi_sort_order, shared_feature_columns
+from trackrt.data.features import (
+    FeatureConfig,
+    hit_features,
+    phi_sort_order,
+    shared_feature_columns,
+    sinusoidal_pairs,
+)
 from trackrt.data.triplets import TripletConfig
 
 
@@ -119,3 +125,11 @@ def test_features_without_triplets_are_shared_from_a_config_with_them(rng: np.ra
     assert shared_feature_columns(source, with_triplets, dataclasses.replace(plain, r_scale=1000.0)) is None
     assert shared_feature_columns(source, with_triplets, with_triplets) is None
     assert shared_feature_columns(hit_features(hits, plain), plain, with_triplets) is None
+
+
+def test_sinusoidal_pairs_by_double_angles_match_direct_evaluation(rng: np.random.Generator) -> None:
+    values = np.concatenate([rng.uniform(-1, 1, 1000), [-1.0, -0.5, 0.0, 0.25, 1.0]])
+    frequencies = 12
+    angles = math.pi * values[:, None] * 2.0 ** np.arange(frequencies)[None, :]
+    direct = np.stack([np.sin(angles), np.cos(angles)], axis=-1).reshape(len(values), -1)
+    np.testing.assert_allclose(sinusoidal_pairs(values, frequencies), direct, rtol=0, atol=1e-12)

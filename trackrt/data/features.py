@@ -134,15 +134,29 @@ def hit_features(hits: HitsLike, config: FeatureConfig) -> np.ndarray:
         "u": x / r2,
         "v": y / r2,
     }
-    columns = [raw[name] / config.scale(name) for name in config.features]
-    frequencies = math.pi * 2.0 ** np.arange(config.sinusoidal_frequencies)
+    out = np.empty((len(x), config.num_features), dtype=np.float32)
+    for i, name in enumerate(config.features):
+        out[:, i] = raw[name] / config.scale(name)
+    start = len(config.features)
+    width = 2 * config.sinusoidal_frequencies
     for var in config.sinusoidal:
-        angles = (raw[var] / config.scale(var))[:, None] * frequencies[None, :]
-        pairs = np.stack([np.sin(angles), np.cos(angles)], axis=-1).reshape(len(x), 2 * len(frequencies))
-        columns.extend(pairs.T)
+        pairs = sinusoidal_pairs(raw[var] / config.scale(var), config.sinusoidal_frequencies)
+        out[:, start : start + width] = pairs
+        start += width
     if config.triplets is not None:
-        columns.extend(triplet_features(x, y, z, config.triplets).T)
-    return np.stack(columns, axis=1).astype(np.float32)
+        out[:, start:] = triplet_features(x, y, z, config.triplets)
+    return out
+
+
+def sinusoidal_pairs(values: np.ndarray, frequencies: int) -> np.ndarray:
+    """[N, 2K]: sin and cos of π·2^k·values for k < K, interleaved; the higher frequencies follow from
+    the first by the double-angle identities, so only one sine and one cosine are evaluated."""
+    sin, cos = np.sin(math.pi * values), np.cos(math.pi * values)
+    pairs = np.empty((len(values), 2 * frequencies))
+    for k in range(frequencies):
+        pairs[:, 2 * k], pairs[:, 2 * k + 1] = sin, cos
+        sin, cos = 2.0 * sin * cos, (cos - sin) * (cos + sin)
+    return pairs
 
 
 def shared_feature_columns(
