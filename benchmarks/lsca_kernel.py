@@ -304,25 +304,30 @@ def main(device: str, sizes: str | None, windows: str, encoder_window: int, enco
     warmup = warmup if warmup is not None else (5 if gpu else 2)
     iters = iters if iters is not None else (50 if gpu else 10)
     info = environment(device)
-    rows = []
+    rows: list[dict] = []
     encoder_list = int_list(encoder_sizes) if encoder_sizes else size_list
+    settings = {"dtype": str(torch_dtype).removeprefix("torch."), "heads": heads, "head_dim": head_dim,
+                "wrap": True, "warmup": warmup, "iters": iters, "backends": backend_list}
     for case in cases(size_list, int_list(windows), encoder_window, encoder_list):
         rows += run_case(case, backend_list, device, torch_dtype, heads, head_dim, warmup, iters)
-    label = "gpu" if gpu else "cpu"
+        write_results(out, "gpu" if gpu else "cpu", settings, info, rows)
+
+
+def write_results(out: Path, label: str, settings: dict, info: dict, rows: list[dict]) -> None:
+    """Write the JSON and PNG of the cases run so far (after each case: a cut-off run keeps its figures)."""
     out.mkdir(parents=True, exist_ok=True)
     result = {
         "benchmark": "lsca_kernel", "label": label.upper(),
         "timed": __doc__.split("\n\n")[1].replace("\n", " "),
-        "settings": {"dtype": str(torch_dtype).removeprefix("torch."), "heads": heads, "head_dim": head_dim,
-                     "wrap": True, "warmup": warmup, "iters": iters, "backends": backend_list},
+        "settings": settings,
         "environment": {**info, "load_average_1min_at_end": os.getloadavg()[0]}, "results": rows,
     }
     (out / f"lsca_kernel_{label}.json").write_text(json.dumps(result, indent=2) + "\n")
-    hardware = result["environment"].get("gpu") or result["environment"]["cpu"]
-    settings = result["settings"]
-    title = f"LSCA backends on {label.upper()} ({hardware}, {settings['dtype']}, H={heads}, D={head_dim})"
+    hardware = info.get("gpu") or info["cpu"]
+    title = (f"LSCA backends on {label.upper()} ({hardware}, {settings['dtype']}, "
+             f"H={settings['heads']}, D={settings['head_dim']})")
     plot(rows, out / f"lsca_kernel_{label}.png", title)
-    print(f"wrote {out / f'lsca_kernel_{label}.json'} and .png")
+    print(f"wrote {out / f'lsca_kernel_{label}.json'} and .png", flush=True)
 
 
 if __name__ == "__main__":

@@ -110,6 +110,8 @@ def run_stage(spec: StageSpec, config: TrainConfig, device: torch.device, resume
                 skipped_events=skipped,
                 seconds=time.monotonic() - started,
             )
+            if device.type == "cuda":
+                record["peak_gpu_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
             log.write(record)
             bar.set_postfix(loss=f"{record.get('total', math.nan):.4g}")
             window.clear()
