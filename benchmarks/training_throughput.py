@@ -95,10 +95,10 @@ def main(config_path: Path, assignments: tuple[str, ...], steps: int, log_interv
          label: str, out: Path) -> None:
     """Time a few optimiser steps of each stage of CONFIG_PATH and project the full schedule."""
     full = load_train_config(config_path, assignments)
-    short = load_train_config(config_path, (*assignments,
-                                            *(f"{s}.{k}={v}" for s in ("hit_filter", "tracker") if getattr(full, s) for k, v in
-                                              (("max_steps", steps), ("log_interval", log_interval),
-                                               ("val_interval", steps), ("checkpoint_interval", steps)))))
+    shortened = [f"{s}.{k}={v}" for s in ("hit_filter", "tracker") if getattr(full, s)
+                 for k, v in (("max_steps", steps), ("log_interval", log_interval),
+                              ("val_interval", steps), ("checkpoint_interval", steps))]
+    short = load_train_config(config_path, (*assignments, *shortened))
     short = dataclasses.replace(short, progress_bar=False)
     device = resolve_device(short.device)
     run_dir = Path(short.out_dir)

@@ -8,9 +8,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.optimize import linear_sum_assignment
 
 from trackrt.train.config import LossConfig
 from trackrt.train.matching import (
+    PARALLEL_MIN_SIZE,
+    candidate_queries,
     hungarian_match,
     match_layers,
     matching_cost,
@@ -136,3 +139,58 @@ def test_nan_logits_do_not_break_assignment() -> None:
         matching_cost(torch.zeros(2), logits, torch.tensor([[True, False]]), LossConfig())
     )
     assert match.query_index.tolist() == [1]
+
+
+def test_candidate_queries_drops_rows_beaten_by_enough_others() -> None:
+    cost = np.array([[1.0, 2.0], [2.0, 1.0], [10.0, 10.0], [3.0, 3.0], [2.0, 5.0]])
+    # row 2: four rows have every cost below 10; row 3: rows 0 and 1 (max 2 < 3) are enough for T = 2;
+    # row 4 (min 2): no row has every cost below 2, so it stays.
+    assert candidate_queries(cost).tolist() == [0, 1, 4]
+    assert candidate_queries(cost.T).tolist() == [0, 1]  # Q ≤ T: every row stays
+
+
+def test_candidate_queries_keeps_absent_rows_when_too_few_queries_are_present() -> None:
+    cost = np.full((5, 3), 1e6)
+    cost[:2] = [[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]]
+    assert candidate_queries(cost).tolist() == [0, 1, 2, 3, 4]
+    match = hungarian_match(cost, torch.tensor([True, True, False, False, False]))
+    assert dict(zip(match.query_index.tolist(), match.target_index.tolist(), strict=True)) == {0: 0, 1: 2}
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_pruned_assignment_has_the_optimal_cost(ties: bool, rng: np.random.Generator) -> None:
+    pruned_rows = 0
+    for _ in range(20):
+        q, t = int(rng.integers(20, 120)), int(rng.integers(5, 40))
+        # per-query offsets spread wider than a row's own spread, as for hopeless queries of a real event
+        cost = rng.exponential(30.0, size=(q, 1)) + rng.uniform(0.0, 10.0, size=(q, t))
+        if ties:
+            cost = np.round(cost / 5.0)
+        full_rows, full_cols = linear_sum_assignment(cost)
+        match = hungarian_match(cost)
+        assert match.size == min(q, t)
+        assert len(set(match.target_index.tolist())) == match.size
+        chosen = cost[match.query_index.numpy(), match.target_index.numpy()].sum()
+        assert chosen == pytest.approx(cost[full_rows, full_cols].sum(), rel=1e-12, abs=1e-9)
+        pruned_rows += q - len(candidate_queries(cost))
+    assert pruned_rows > 0  # the cases exercise the pruning
+
+
+def test_layers_matched_on_threads_agree_with_one_by_one(rng: np.random.Generator) -> None:
+    num_queries, num_targets, num_hits = 500, 240, 60
+    assert num_queries * num_targets >= PARALLEL_MIN_SIZE
+    targets = torch.from_numpy(rng.random((num_targets, num_hits)) < 0.05)
+    outputs = [
+        {
+            "track_logits": torch.from_numpy(rng.normal(size=num_queries)),
+            "assignment_logits": torch.from_numpy(rng.normal(scale=3.0, size=(num_queries, num_hits))),
+        }
+        for _ in range(3)
+    ]
+    weights = LossConfig()
+    matches = match_layers(outputs, targets, weights)
+    for out, match in zip(outputs, matches, strict=True):
+        cost = matching_cost(out["track_logits"], out["assignment_logits"], targets, weights)
+        alone = hungarian_match(cost)
+        assert torch.equal(match.query_index, alone.query_index)
+        assert torch.equal(match.target_index, alone.target_index)

@@ -39,25 +39,22 @@ def hit_filter_step(
     return loss, {"total": float(loss.detach()), "efficiency@0.5": efficiency, "purity@0.5": purity}
 
 
-def tracker_step(
+def tracker_outputs(
     model: torch.nn.Module,
     config: TrackerConfig,
     stage: TrackerStageConfig,
     targets: TrackerTargets,
     device: torch.device,
-) -> StepResult | None:
-    """Tracker loss on one event's selected hits (Hungarian matching per decoder layer + seed loss).
+) -> dict | None:
+    """The tracker's training forward pass on one event's selected hits: `seed_logits` [N] and `layers`
+    (per decoder layer `track_logits` [Q], `assignment_logits` [Q, N]), batch dimension dropped.
 
-    Dynamic-query variants take their queries from `training_query_indices`; `fq-ma` uses its learned
-    queries and gets no seed loss (the 2024 baseline has no seed head). None (the loop skips the
-    event) when there are no hits or the seed logits are not finite.
+    Dynamic-query variants take their queries from `training_query_indices`. None when there are no
+    hits or the seed logits are not finite.
     """
-    num_hits = len(targets.hit_index)
-    if num_hits == 0:
+    if len(targets.hit_index) == 0:
         return None
     features = torch.from_numpy(np.ascontiguousarray(targets.features))[None].to(device)
-    target_masks = torch.from_numpy(targets.assignment_matrix()).to(device)
-    seed_targets = targets.seed_target
     hit_embeddings, seed_logits = model.encode(features)
     if not bool(torch.isfinite(seed_logits).all()):
         return None
@@ -67,21 +64,40 @@ def tracker_step(
         max_queries = stage.queries.max_queries
         chosen = training_query_indices(
             seed_logits[0].detach().float().cpu().numpy(),
-            seed_targets,
+            targets.seed_target,
             config.seed_threshold if threshold is None else threshold,
             config.max_queries if max_queries is None else max_queries,
             stage.queries.include_true_seeds,
         )
         query_indices = torch.from_numpy(chosen)[None].to(device)
     layers = model.decode(hit_embeddings, query_indices)
-    outputs = {
+    return {
         "seed_logits": seed_logits[0],
         "layers": [{name: value[0] for name, value in layer.items()} for layer in layers],
     }
+
+
+def tracker_step(
+    model: torch.nn.Module,
+    config: TrackerConfig,
+    stage: TrackerStageConfig,
+    targets: TrackerTargets,
+    device: torch.device,
+) -> StepResult | None:
+    """Tracker loss on one event's selected hits (Hungarian matching per decoder layer + seed loss).
+
+    `fq-ma` uses its learned queries and gets no seed loss (the 2024 baseline has no seed head). None
+    (the loop skips the event) when `tracker_outputs` gives none.
+    """
+    outputs = tracker_outputs(model, config, stage, targets, device)
+    if outputs is None:
+        return None
+    target_masks = torch.from_numpy(targets.assignment_matrix()).to(device)
     weights = stage.loss
     if not config.dynamic_queries and weights.seed_weight:
         weights = dataclasses.replace(weights, seed_weight=0.0)
-    loss, log = tracker_loss(outputs, target_masks, torch.from_numpy(seed_targets).to(device), weights)
-    log["queries"] = float(layers[-1]["track_logits"].shape[-1])
+    seed_targets = torch.from_numpy(targets.seed_target).to(device)
+    loss, log = tracker_loss(outputs, target_masks, seed_targets, weights)
+    log["queries"] = float(outputs["layers"][-1]["track_logits"].shape[-1])
     log["targets"] = float(len(targets.particle_id))
     return loss, log
