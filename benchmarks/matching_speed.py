@@ -26,8 +26,8 @@ from scipy.optimize import linear_sum_assignment
 
 from trackrt.train.checkpoint import build_model, load_checkpoint
 from trackrt.train.cli import load_train_config
-from trackrt.train.dataset import HitSelection, open_samples
-from trackrt.train.loop import _cache_dir
+from trackrt.train.dataset import HitSelection
+from trackrt.train.loop import train_and_val_samples
 from trackrt.train.matching import candidate_queries, hungarian_match, matching_cost, solve_layers
 from trackrt.train.steps import tracker_outputs
 
@@ -56,9 +56,10 @@ def measure_event(model, model_config, stage, event_id: int, targets) -> dict:
     layers = outputs["layers"]
     costs = [matching_cost(layer["track_logits"], layer["assignment_logits"], target_masks, stage.loss)
              .double().numpy() for layer in layers]
-    rows = []
+    rows, full_totals = [], []
     for index, cost in enumerate(costs):
         full_s, full_total = solve_seconds(linear_sum_assignment, cost)
+        full_totals.append(full_total)
         kept_s, kept_total = solve_seconds(candidates_solve, cost)
         rows.append({"layer": index, "queries": cost.shape[0], "targets": cost.shape[1],
                      "candidate_queries": len(candidate_queries(cost)), "full_seconds": full_s,
@@ -67,9 +68,8 @@ def measure_event(model, model_config, stage, event_id: int, targets) -> dict:
     started = time.perf_counter()
     matches = solve_layers(costs)
     threaded = time.perf_counter() - started
-    for row, match, cost in zip(rows, matches, costs, strict=True):
+    for row, match, cost, full in zip(rows, matches, costs, full_totals, strict=True):
         total = float(cost[match.query_index.numpy(), match.target_index.numpy()].sum())
-        full = float(cost[linear_sum_assignment(cost)].sum())
         row["solve_layers_relative_cost_difference"] = abs(total - full) / abs(full)
     return {"event_id": event_id, "hits": len(targets.hit_index), "layers": rows,
             "full_seconds": sum(r["full_seconds"] for r in rows),
@@ -105,7 +105,9 @@ def plot(events: list[dict], path: Path, title: str) -> None:
 def main(events_dir: Path, config_path: Path, assignments: tuple[str, ...], checkpoint: Path | None,
          num_events: int, label: str, out: Path) -> None:
     """Time the decoder layers' assignments of NUM_EVENTS events of EVENTS_DIR."""
-    config = load_train_config(config_path, (*assignments, f"data.train_dir={events_dir}"))
+    event_overrides = (f"data.train_dir={events_dir}", "data.val_dir=null",
+                       f"data.max_train_events={num_events}")
+    config = load_train_config(config_path, (*assignments, *event_overrides))
     stage = config.tracker
     torch.manual_seed(config.seed)
     if checkpoint is None:
@@ -114,8 +116,7 @@ def main(events_dir: Path, config_path: Path, assignments: tuple[str, ...], chec
     else:
         model, loaded = load_checkpoint(checkpoint)
         model_config = loaded.model
-    samples = open_samples(events_dir, _cache_dir(config), config.data.selection, model_config.features,
-                           num_events, config.data.train_pt_min)
+    samples, _ = train_and_val_samples(config, model_config.features)
     selection = HitSelection(None, particles=stage.particles, cache=False)
     events = []
     for sample in samples:

@@ -23,9 +23,8 @@ import torch
 from matplotlib.figure import Figure
 
 from trackrt.train.cli import load_train_config
-from trackrt.train.dataset import open_samples
 from trackrt.train.device import resolve_device
-from trackrt.train.loop import _cache_dir, train_hit_filter, train_tracker
+from trackrt.train.loop import train_and_val_samples, train_hit_filter, train_tracker
 from trackrt.train.records import read_metrics_log
 from trackrt.train.stage_runner import total_steps
 
@@ -52,8 +51,7 @@ def timed_steps(metrics_path: Path) -> dict[str, float | int | None]:
 
 def hit_statistics(config, features) -> dict[str, float]:
     """Mean hits and target hits per training event of the run (the sizes the steps were timed at)."""
-    samples = open_samples(config.data.train_dir, _cache_dir(config), config.data.selection, features,
-                           config.data.max_train_events, config.data.train_pt_min)
+    samples, _ = train_and_val_samples(config, features)
     hits = [s.num_hits for s in samples]
     on_target = [int(s.hit_on_target.sum()) for s in samples]
     return {"events": len(hits), "mean_hits": float(np.mean(hits)),
