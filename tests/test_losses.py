@@ -15,8 +15,8 @@ from trackrt.train.losses import (
     hit_filter_loss,
     hit_filter_pos_weight,
     layer_loss,
-    particle_hit_weights,
     seed_loss,
+    target_hit_weights,
     tracker_loss,
 )
 from trackrt.train.matching import Match
@@ -115,21 +115,42 @@ def test_hit_filter_loss_positive_weight() -> None:
     assert masked.item() == pytest.approx(7 / 4 * LOG2, rel=1e-6)
 
 
-def test_particle_hit_weights_favour_short_tracks() -> None:
+def test_target_hit_weights_favour_short_tracks() -> None:
     # particle 5 has 3 hits, particle 9 has 6, particle 0 is noise and 7 is not a target
     particle = np.array([5, 0, 9, 5, 9, 9, 7, 5, 9, 9, 9])
     on_target = np.isin(particle, [5, 9])
-    assert np.array_equal(particle_hit_weights(particle, on_target, 0.0), np.ones(11, np.float32))
-    weights = particle_hit_weights(particle, on_target, 1.0)
+    assert np.array_equal(target_hit_weights(particle, on_target, 0.0), np.ones(11, np.float32))
+    weights = target_hit_weights(particle, on_target, 1.0)
     assert weights.dtype == np.float32
     assert weights[on_target].mean() == pytest.approx(1.0)
     assert np.all(weights[~on_target] == 1.0)
     # 1/3 against 1/6: each hit of the 3-hit particle weighs twice as much, so both particles weigh alike
     assert weights[0] == pytest.approx(2 * weights[2])
     assert weights[particle == 5].sum() == pytest.approx(weights[particle == 9].sum())
-    half = particle_hit_weights(particle, on_target, 0.5)
+    half = target_hit_weights(particle, on_target, 0.5)
     assert half[0] / half[2] == pytest.approx(math.sqrt(2))
-    assert np.array_equal(particle_hit_weights(particle, np.zeros(11, bool), 1.0), np.ones(11, np.float32))
+    assert np.array_equal(target_hit_weights(particle, np.zeros(11, bool), 1.0), np.ones(11, np.float32))
+
+
+def test_target_hit_weights_favour_far_vertices() -> None:
+    # particle 5 (3 hits) made at z = 0, particle 9 (6 hits) at z = -100 mm; 0 is noise, 7 no target
+    particle = np.array([5, 0, 9, 5, 9, 9, 7, 5, 9, 9, 9])
+    on_target = np.isin(particle, [5, 9])
+    vertex_z = np.where(particle == 9, -100.0, np.where(particle == 5, 0.0, np.nan))
+    weights = target_hit_weights(particle, on_target, hit_vertex_z=vertex_z, vertex_z_scale=50.0)
+    assert weights.dtype == np.float32
+    assert weights[on_target].mean() == pytest.approx(1.0)
+    assert np.all(weights[~on_target] == 1.0)
+    # 1 + (100 / 50)² = 5 against 1
+    assert weights[2] == pytest.approx(5 * weights[0])
+    both = target_hit_weights(particle, on_target, 1.0, vertex_z, 50.0)
+    # n^-1 halves particle 9's hits against particle 5's: 5 / 2
+    assert both[2] == pytest.approx(2.5 * both[0])
+    assert both[on_target].mean() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="hit_vertex_z: required"):
+        target_hit_weights(particle, on_target, vertex_z_scale=50.0)
+    with pytest.raises(ValueError, match="hit_vertex_z: a target hit has no finite production z"):
+        target_hit_weights(particle, on_target, hit_vertex_z=np.full(11, np.nan), vertex_z_scale=50.0)
 
 
 def test_hit_filter_loss_hit_weights() -> None:

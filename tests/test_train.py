@@ -26,11 +26,11 @@ from trackrt.train.config import TrainConfig
 from trackrt.train.dataset import HitSelection, event_at, filter_probabilities, open_samples
 from trackrt.train.evaluate import evaluate_directory
 from trackrt.train.loop import train, train_and_val_samples
-from trackrt.train.losses import hit_filter_loss, particle_hit_weights
+from trackrt.train.losses import hit_filter_loss, target_hit_weights
 from trackrt.train.queries import training_query_indices
 from trackrt.train.records import read_metrics_log
 from trackrt.train.schedule import warmup_cosine_factor
-from trackrt.train.steps import hit_filter_step
+from trackrt.train.steps import hit_filter_step, hit_vertex_z
 from trackrt.train.train_state import load_train_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,6 +136,10 @@ def test_other_config_errors() -> None:
     for bad in ("2.5", "-1", ".inf"):
         with pytest.raises(ConfigError, match=r"hit_filter\.particle_weight_power must be in \[0, 2\], got"):
             load_train_config(TINY, (f"hit_filter.particle_weight_power={bad}",))
+    for bad in ("0", "-50", ".inf"):
+        with pytest.raises(ConfigError, match=r"hit_filter\.vertex_z_scale must be a positive number of mm"):
+            load_train_config(TINY, (f"hit_filter.vertex_z_scale={bad}",))
+    assert load_train_config(TINY, ("hit_filter.vertex_z_scale=50",)).hit_filter.vertex_z_scale == 50.0
     with pytest.raises(ConfigError, match=r"tracker\.particles: 'every' is not one of"):
         load_train_config(TINY, ("tracker.particles=every",))
     config = load_train_config(TINY, ("tracker.model.overrides.variant=fq-ma", "tracker.epochs=3"))
@@ -478,9 +482,30 @@ def test_hit_filter_step_weighs_target_hits_by_their_particle(simulator: EventSi
     plain, _ = hit_filter_step(model, sample, device)
     weighted, log = hit_filter_step(model, sample, device, particle_weight_power=1.0)
     logits = model(torch.from_numpy(sample.features)[None])[0]
-    weights = particle_hit_weights(sample.hit_particle_id, sample.hit_on_target, 1.0)
+    weights = target_hit_weights(sample.hit_particle_id, sample.hit_on_target, 1.0)
     targets = torch.from_numpy(sample.hit_on_target)
     expected = hit_filter_loss(logits, targets, hit_weight=torch.from_numpy(weights))
     assert weighted.item() == pytest.approx(expected.item(), rel=1e-5)
     assert weighted.item() != pytest.approx(plain.item(), rel=1e-4)
     assert log["total"] == pytest.approx(weighted.item())
+
+
+def test_hit_filter_step_weighs_target_hits_by_their_vertex_z(simulator: EventSimulator) -> None:
+    sample = make_sample(simulator.simulate(3, 7), sample_config("Pix1.0"))
+    vertex_z = hit_vertex_z(sample)
+    particles = sample.particles.set_index("particle_id")
+    target = np.flatnonzero(sample.hit_on_target)
+    assert len(target) and np.isfinite(vertex_z[target]).all()
+    assert np.array_equal(vertex_z[target], particles.loc[sample.hit_particle_id[target], "vz"].to_numpy())
+    assert np.isnan(vertex_z[sample.hit_particle_id == 0]).all()
+    torch.manual_seed(0)
+    model = build_model(preset("tiny", "hit_filter"))
+    device = torch.device("cpu")
+    plain, _ = hit_filter_step(model, sample, device)
+    weighted, _ = hit_filter_step(model, sample, device, vertex_z_scale=20.0)
+    logits = model(torch.from_numpy(sample.features)[None])[0]
+    weights = target_hit_weights(sample.hit_particle_id, sample.hit_on_target, 0.0, vertex_z, 20.0)
+    targets = torch.from_numpy(sample.hit_on_target)
+    expected = hit_filter_loss(logits, targets, hit_weight=torch.from_numpy(weights))
+    assert weighted.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert weighted.item() != pytest.approx(plain.item(), rel=1e-4)

@@ -155,11 +155,14 @@ class HitFilterStageConfig(StageConfig):
 
     `particle_weight_power` α weighs each target hit's loss by n^-α (n: its particle's pixel hits,
     mean weight 1 over an event's target hits), so hits of short tracks, which lose their particle
-    sooner, count more; 0 weighs every hit alike.
+    sooner, count more; 0 weighs every hit alike. `vertex_z_scale` s (mm) further weighs it by
+    1 + (vz / s)² (vz: its particle's production z), so particles made far along the beam, rare in
+    training and lost more often, count more; None leaves vz out.
     """
 
     target_efficiency: float = 0.99
     particle_weight_power: float = 0.0
+    vertex_z_scale: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -168,6 +171,11 @@ class HitFilterStageConfig(StageConfig):
         if not (math.isfinite(self.particle_weight_power) and 0.0 <= self.particle_weight_power <= 2.0):
             raise ConfigError(
                 f"hit_filter.particle_weight_power must be in [0, 2], got {self.particle_weight_power}"
+            )
+        scale = self.vertex_z_scale
+        if scale is not None and not (math.isfinite(scale) and scale > 0.0):
+            raise ConfigError(
+                f"hit_filter.vertex_z_scale must be a positive number of mm or null, got {scale}"
             )
 
 

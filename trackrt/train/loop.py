@@ -79,7 +79,7 @@ def train_hit_filter(config: TrainConfig, device: torch.device, resume: bool = F
         stage=stage,
         model_config=model_config,
         samples=samples,
-        step=lambda m, s: hit_filter_step(m, s, device, stage.particle_weight_power),
+        step=lambda m, s: hit_filter_step(m, s, device, stage.particle_weight_power, stage.vertex_z_scale),
         validate=validate,
         metadata=_metadata(config, "hit_filter"),
     )

@@ -113,7 +113,7 @@ def hit_filter_loss(
     hit_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-hit BCE of the hit filter with positive weight 1/mean(target), averaged over real hits;
-    `hit_weight` scales each hit's term (e.g. `particle_hit_weights`)."""
+    `hit_weight` scales each hit's term (e.g. `target_hit_weights`)."""
     pos_weight = hit_filter_pos_weight(targets, hit_mask).detach()
     bce = F.binary_cross_entropy_with_logits(
         hit_logits.float(), targets.float(), pos_weight=pos_weight, reduction="none"
@@ -126,15 +126,29 @@ def hit_filter_loss(
     return (bce * keep).sum() / keep.sum().clamp_min(1.0)
 
 
-def particle_hit_weights(hit_particle_id: np.ndarray, hit_on_target: np.ndarray, power: float) -> np.ndarray:
-    """Float32 [N]: n^-power for target hits (n: hits of the hit's particle), mean 1 over target hits;
+def target_hit_weights(
+    hit_particle_id: np.ndarray,
+    hit_on_target: np.ndarray,
+    power: float = 0.0,
+    hit_vertex_z: np.ndarray | None = None,
+    vertex_z_scale: float | None = None,
+) -> np.ndarray:
+    """Float32 [N]: for target hits n^-power (n: hits of the hit's particle) times 1 + (vz / vertex_z_scale)²
+    (vz: its particle's production z, mm) when a scale is given, normalised to mean 1 over target hits;
     1 for the other hits."""
     weights = np.ones(len(hit_particle_id), dtype=np.float32)
     on_target = np.asarray(hit_on_target, dtype=bool)
-    if power == 0.0 or not on_target.any():
+    if (power == 0.0 and vertex_z_scale is None) or not on_target.any():
         return weights
     _, inverse, counts = np.unique(hit_particle_id[on_target], return_inverse=True, return_counts=True)
     raw = counts[inverse].astype(np.float64) ** -power
+    if vertex_z_scale is not None:
+        if hit_vertex_z is None:
+            raise ValueError("hit_vertex_z: required when vertex_z_scale is given")
+        vertex_z = np.asarray(hit_vertex_z, dtype=np.float64)[on_target]
+        if not np.isfinite(vertex_z).all():
+            raise ValueError("hit_vertex_z: a target hit has no finite production z")
+        raw = raw * (1.0 + (vertex_z / vertex_z_scale) ** 2)
     weights[on_target] = raw / raw.mean()
     return weights
 

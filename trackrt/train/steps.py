@@ -10,24 +10,31 @@ import torch
 from trackrt.data.samples import Sample, TrackerTargets
 from trackrt.model.config import TrackerConfig
 from trackrt.train.config import TrackerStageConfig
-from trackrt.train.losses import hit_filter_loss, particle_hit_weights, tracker_loss
+from trackrt.train.losses import hit_filter_loss, target_hit_weights, tracker_loss
 from trackrt.train.queries import training_query_indices
 
 StepResult = tuple[torch.Tensor, dict[str, float]]
 
 
 def hit_filter_step(
-    model: torch.nn.Module, sample: Sample, device: torch.device, particle_weight_power: float = 0.0
+    model: torch.nn.Module,
+    sample: Sample,
+    device: torch.device,
+    particle_weight_power: float = 0.0,
+    vertex_z_scale: float | None = None,
 ) -> StepResult | None:
     """BCE (positive weight 1/mean(target)) of the hit filter on all pixel hits, target hits weighed by
-    `particle_hit_weights`; None for an empty event."""
+    `target_hit_weights`; None for an empty event."""
     if sample.num_hits == 0:
         return None
     features = torch.from_numpy(np.ascontiguousarray(sample.features))[None].to(device)
     targets = torch.from_numpy(sample.hit_on_target).to(device)
     weights = None
-    if particle_weight_power > 0.0:
-        weights = particle_hit_weights(sample.hit_particle_id, sample.hit_on_target, particle_weight_power)
+    if particle_weight_power > 0.0 or vertex_z_scale is not None:
+        vertex_z = hit_vertex_z(sample) if vertex_z_scale is not None else None
+        weights = target_hit_weights(
+            sample.hit_particle_id, sample.hit_on_target, particle_weight_power, vertex_z, vertex_z_scale
+        )
         weights = torch.from_numpy(weights).to(device)
     logits = model(features)[0]
     loss = hit_filter_loss(logits, targets, hit_weight=weights)
@@ -37,6 +44,12 @@ def hit_filter_step(
         efficiency = true_positive / max(float(targets.sum()), 1.0)
         purity = true_positive / max(float(predicted.sum()), 1.0)
     return loss, {"total": float(loss.detach()), "efficiency@0.5": efficiency, "purity@0.5": purity}
+
+
+def hit_vertex_z(sample: Sample) -> np.ndarray:
+    """Float64 [N]: the production z (mm) of each hit's particle; NaN for noise hits."""
+    vertex_z = sample.particles.set_index("particle_id")["vz"]
+    return vertex_z.reindex(sample.hit_particle_id).to_numpy(dtype=np.float64)
 
 
 def tracker_outputs(
