@@ -17,7 +17,9 @@ from trackrt.train.losses import (
     layer_loss,
     seed_loss,
     target_hit_weights,
+    target_vertex_weights,
     tracker_loss,
+    vertex_z_factor,
 )
 from trackrt.train.matching import Match
 
@@ -66,6 +68,55 @@ def test_layer_loss_hand_values() -> None:
     assert track_logits.grad[0] > 0 and track_logits.grad[2] > 0 and track_logits.grad[1] < 0
     assert torch.all(assignment_logits.grad[[0, 2]] == 0)
     assert assignment_logits.grad[1, 0] < 0 and assignment_logits.grad[1, 1] > 0
+
+
+def test_layer_loss_target_weights_scale_each_matched_pair() -> None:
+    weights = LossConfig(valid_weight=1.0, dice_weight=1.0, focal_weight=1.0)
+    track_logits = torch.tensor([0.5, -1.0, 2.0])
+    assignment_logits = torch.tensor([[2.0, -1.0, 0.5], [0.0, 1.0, -3.0], [1.0, 1.0, 1.0]])
+    targets = torch.tensor([[1, 0, 0], [0, 1, 1]], dtype=torch.bool)
+    # query 2 → target 0, query 0 → target 1; query 1 unmatched
+    match = Match(torch.tensor([2, 0]), torch.tensor([0, 1]))
+    plain = layer_loss(track_logits, assignment_logits, targets, match, weights)
+    ones = layer_loss(track_logits, assignment_logits, targets, match, weights, target_weight=torch.ones(2))
+    for name in ("valid", "focal", "dice"):
+        assert ones[name].item() == pytest.approx(plain[name].item(), rel=1e-6)
+    weighted = layer_loss(
+        track_logits, assignment_logits, targets, match, weights, target_weight=torch.tensor([3.0, 0.5])
+    )
+    valid_bce = torch.nn.functional.binary_cross_entropy_with_logits(
+        track_logits, torch.tensor([1.0, 0.0, 1.0]), reduction="none"
+    )
+    expected_valid = (0.5 * valid_bce[0] + valid_bce[1] + 3.0 * valid_bce[2]) / 3
+    assert weighted["valid"].item() == pytest.approx(expected_valid.item(), rel=1e-6)
+    pair_focal = focal_loss(assignment_logits[[2, 0]], targets[[0, 1]], 2.0)
+    pair_dice = dice_loss(assignment_logits[[2, 0]], targets[[0, 1]])
+    assert weighted["focal"].item() == pytest.approx(((3.0 * pair_focal[0] + 0.5 * pair_focal[1]) / 2).item())
+    assert weighted["dice"].item() == pytest.approx(((3.0 * pair_dice[0] + 0.5 * pair_dice[1]) / 2).item())
+
+
+def test_tracker_loss_weighs_each_targets_seed_hit() -> None:
+    targets = torch.tensor([[1, 1, 0, 0], [0, 0, 1, 1]], dtype=torch.bool)
+    layer = {"track_logits": torch.zeros(2), "assignment_logits": torch.zeros(2, 4)}
+    outputs = {"seed_logits": torch.tensor([0.0, 1.0, -1.0, 2.0]), "layers": [layer]}
+    seeds = torch.tensor([1.0, 0, 1, 0])
+    _, log = tracker_loss(outputs, targets, seeds, LossConfig(), target_weight=torch.tensor([4.0, 2.0]))
+    logits = outputs["seed_logits"]
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, seeds, reduction="none")
+    # target 0's seed hit (0) weighs 4, target 1's (2) weighs 2, the other hits 1
+    expected = (4.0 * bce[0] + bce[1] + 2.0 * bce[2] + bce[3]) / 4
+    assert log["seed"] == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_target_vertex_weights() -> None:
+    assert np.allclose(vertex_z_factor(np.array([0.0, 50.0, -100.0]), 50.0), [1.0, 2.0, 5.0])
+    weights = target_vertex_weights(np.array([0.0, -100.0]), 50.0)
+    assert weights.dtype == np.float32
+    assert weights.mean() == pytest.approx(1.0)
+    assert weights[1] == pytest.approx(5 * weights[0])
+    assert target_vertex_weights(np.zeros(0), 50.0).shape == (0,)
+    with pytest.raises(ValueError, match="target_vertex_z: a target particle has no finite production z"):
+        target_vertex_weights(np.array([0.0, np.nan]), 50.0)
 
 
 def test_layer_loss_without_matches_still_backpropagates() -> None:

@@ -26,11 +26,17 @@ from trackrt.train.config import TrainConfig
 from trackrt.train.dataset import HitSelection, event_at, filter_probabilities, open_samples
 from trackrt.train.evaluate import evaluate_directory
 from trackrt.train.loop import train, train_and_val_samples
-from trackrt.train.losses import hit_filter_loss, target_hit_weights
+from trackrt.train.losses import hit_filter_loss, target_hit_weights, target_vertex_weights, tracker_loss
 from trackrt.train.queries import training_query_indices
 from trackrt.train.records import read_metrics_log
 from trackrt.train.schedule import warmup_cosine_factor
-from trackrt.train.steps import hit_filter_step, hit_vertex_z
+from trackrt.train.steps import (
+    hit_filter_step,
+    hit_vertex_z,
+    particle_vertex_z,
+    tracker_outputs,
+    tracker_step,
+)
 from trackrt.train.train_state import load_train_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,6 +146,8 @@ def test_other_config_errors() -> None:
         with pytest.raises(ConfigError, match=r"hit_filter\.vertex_z_scale must be a positive number of mm"):
             load_train_config(TINY, (f"hit_filter.vertex_z_scale={bad}",))
     assert load_train_config(TINY, ("hit_filter.vertex_z_scale=50",)).hit_filter.vertex_z_scale == 50.0
+    with pytest.raises(ConfigError, match=r"tracker\.vertex_z_scale must be a positive number of mm"):
+        load_train_config(TINY, ("tracker.vertex_z_scale=-5",))
     with pytest.raises(ConfigError, match=r"tracker\.particles: 'every' is not one of"):
         load_train_config(TINY, ("tracker.particles=every",))
     config = load_train_config(TINY, ("tracker.model.overrides.variant=fq-ma", "tracker.epochs=3"))
@@ -507,5 +515,32 @@ def test_hit_filter_step_weighs_target_hits_by_their_vertex_z(simulator: EventSi
     weights = target_hit_weights(sample.hit_particle_id, sample.hit_on_target, 0.0, vertex_z, 20.0)
     targets = torch.from_numpy(sample.hit_on_target)
     expected = hit_filter_loss(logits, targets, hit_weight=torch.from_numpy(weights))
+    assert weighted.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert weighted.item() != pytest.approx(plain.item(), rel=1e-4)
+
+
+def test_tracker_step_weighs_targets_by_their_vertex_z(simulator: EventSimulator) -> None:
+    config = load_train_config(TINY, ("tracker.vertex_z_scale=30",))
+    model_config = config.model_config("tracker")
+    sample = make_sample(simulator.simulate(3, 7), sample_config("Pix1.0", model_config.features))
+    targets = tracker_targets(sample)
+    torch.manual_seed(0)
+    model = build_model(model_config)
+    device = torch.device("cpu")
+    with pytest.raises(ValueError, match=r"sample: required when tracker\.vertex_z_scale is set"):
+        tracker_step(model, model_config, config.tracker, targets, device)
+    weighted, _ = tracker_step(model, model_config, config.tracker, targets, device, sample)
+    plain_stage = dataclasses.replace(config.tracker, vertex_z_scale=None)
+    plain, _ = tracker_step(model, model_config, plain_stage, targets, device, sample)
+    vertex_z = particle_vertex_z(sample, targets.particle_id)
+    assert np.isfinite(vertex_z).all() and np.abs(vertex_z).max() > 0
+    outputs = tracker_outputs(model, model_config, config.tracker, targets, device)
+    expected, _ = tracker_loss(
+        outputs,
+        torch.from_numpy(targets.assignment_matrix()),
+        torch.from_numpy(targets.seed_target),
+        config.tracker.loss,
+        target_weight=torch.from_numpy(target_vertex_weights(vertex_z, 30.0)),
+    )
     assert weighted.item() == pytest.approx(expected.item(), rel=1e-5)
     assert weighted.item() != pytest.approx(plain.item(), rel=1e-4)

@@ -149,6 +149,11 @@ class StageConfig:
             raise ConfigError(f"log_interval must be ≥ 1, got {self.log_interval}")
 
 
+def _check_vertex_z_scale(stage: str, scale: float | None) -> None:
+    if scale is not None and not (math.isfinite(scale) and scale > 0.0):
+        raise ConfigError(f"{stage}.vertex_z_scale must be a positive number of mm or null, got {scale}")
+
+
 @dataclass
 class HitFilterStageConfig(StageConfig):
     """Hit-filter training; afterwards the threshold is set for `target_efficiency` on target hits.
@@ -172,11 +177,7 @@ class HitFilterStageConfig(StageConfig):
             raise ConfigError(
                 f"hit_filter.particle_weight_power must be in [0, 2], got {self.particle_weight_power}"
             )
-        scale = self.vertex_z_scale
-        if scale is not None and not (math.isfinite(scale) and scale > 0.0):
-            raise ConfigError(
-                f"hit_filter.vertex_z_scale must be a positive number of mm or null, got {scale}"
-            )
+        _check_vertex_z_scale("hit_filter", self.vertex_z_scale)
 
 
 @dataclass
@@ -187,7 +188,8 @@ class TrackerStageConfig(StageConfig):
     `hit_dropout` drops that fraction of the selected hits at random at every step, as a hit filter's
     losses would (a particle whose first hit is dropped is seeded at its next one); `hit_contamination`
     adds that many non-selected hits per selected hit, drawn afresh at every step, as the hits a
-    filter lets through would (0.45 matches a filter at 69 % purity).
+    filter lets through would (0.45 matches a filter at 69 % purity). `vertex_z_scale` s (mm) weighs
+    each target's matched and seed losses by 1 + (vz / s)² (mean 1 per event), as for the hit filter.
     """
 
     loss: LossConfig = field(default_factory=LossConfig)
@@ -197,6 +199,7 @@ class TrackerStageConfig(StageConfig):
     particles: Literal["selection", "all"] = "selection"
     hit_dropout: float = 0.0
     hit_contamination: float = 0.0
+    vertex_z_scale: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -204,6 +207,7 @@ class TrackerStageConfig(StageConfig):
             raise ConfigError(f"tracker.hit_dropout must be in [0, 1), got {self.hit_dropout}")
         if not (math.isfinite(self.hit_contamination) and 0.0 <= self.hit_contamination <= 10.0):
             raise ConfigError(f"tracker.hit_contamination must be in [0, 10], got {self.hit_contamination}")
+        _check_vertex_z_scale("tracker", self.vertex_z_scale)
 
 
 @dataclass

@@ -158,7 +158,7 @@ def train_tracker(
         stage=stage,
         model_config=model_config,
         samples=samples,
-        step=lambda m, s: tracker_step(m, model_config, stage, hits.targets(s), device),
+        step=lambda m, s: tracker_step(m, model_config, stage, hits.targets(s), device, s),
         validate=validate,
         metadata=metadata,
     )

@@ -46,16 +46,24 @@ def layer_loss(
     weights: LossConfig,
     hit_mask: torch.Tensor | None = None,
     query_mask: torch.Tensor | None = None,
+    target_weight: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Weighted valid-BCE (all present queries; matched → 1, unmatched → 0), focal and dice (matched only).
 
-    One event: `track_logits` [Q], `assignment_logits` [Q, N], `target_masks` [T, N]. Returns the
+    One event: `track_logits` [Q], `assignment_logits` [Q, N], `target_masks` [T, N]. `target_weight`
+    [T] scales the terms of the query matched to each target (unmatched queries weigh 1). Returns the
     weighted terms `valid`, `focal`, `dice` and their sum `total`.
     """
     device = track_logits.device
     valid_target = torch.zeros_like(track_logits, dtype=torch.float32)
     valid_target[match.query_index.to(device)] = 1.0
     valid_bce = F.binary_cross_entropy_with_logits(track_logits.float(), valid_target, reduction="none")
+    pair_weight = None
+    if target_weight is not None:
+        pair_weight = target_weight.to(device).float()[match.target_index.to(device)]
+        query_weight = torch.ones_like(valid_bce)
+        query_weight[match.query_index.to(device)] = pair_weight
+        valid_bce = valid_bce * query_weight
     if query_mask is not None:
         keep = query_mask.float()
         valid = (valid_bce * keep).sum() / keep.sum().clamp_min(1.0)
@@ -64,8 +72,11 @@ def layer_loss(
     if match.size:
         matched_logits = assignment_logits[match.query_index.to(device)]
         matched_targets = target_masks[match.target_index.to(device)]
-        focal = focal_loss(matched_logits, matched_targets, weights.focal_gamma, hit_mask).mean()
-        dice = dice_loss(matched_logits, matched_targets, hit_mask).mean()
+        focal = focal_loss(matched_logits, matched_targets, weights.focal_gamma, hit_mask)
+        dice = dice_loss(matched_logits, matched_targets, hit_mask)
+        if pair_weight is not None:
+            focal, dice = focal * pair_weight, dice * pair_weight
+        focal, dice = focal.mean(), dice.mean()
     else:
         focal = _zero_like_graph(assignment_logits)
         dice = _zero_like_graph(assignment_logits)
@@ -83,12 +94,16 @@ def seed_loss(
     seed_targets: torch.Tensor,
     pos_weight: float = 1.0,
     hit_mask: torch.Tensor | None = None,
+    hit_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-hit BCE of the seed head toward "this hit is the first (smallest-r) hit of a target particle"."""
+    """Per-hit BCE of the seed head toward "this hit is the first (smallest-r) hit of a target particle",
+    each hit's term scaled by `hit_weight` [N] when given."""
     weight = torch.tensor(pos_weight, device=seed_logits.device, dtype=torch.float32)
     bce = F.binary_cross_entropy_with_logits(
         seed_logits.float(), seed_targets.float(), pos_weight=weight, reduction="none"
     )
+    if hit_weight is not None:
+        bce = bce * hit_weight.to(bce.device)
     if hit_mask is None:
         return bce.mean() if bce.numel() else _zero_like_graph(seed_logits)
     keep = hit_mask.float()
@@ -148,9 +163,23 @@ def target_hit_weights(
         vertex_z = np.asarray(hit_vertex_z, dtype=np.float64)[on_target]
         if not np.isfinite(vertex_z).all():
             raise ValueError("hit_vertex_z: a target hit has no finite production z")
-        raw = raw * (1.0 + (vertex_z / vertex_z_scale) ** 2)
+        raw = raw * vertex_z_factor(vertex_z, vertex_z_scale)
     weights[on_target] = raw / raw.mean()
     return weights
+
+
+def vertex_z_factor(vertex_z: np.ndarray, scale: float) -> np.ndarray:
+    """1 + (vz / scale)² per entry: how much more a particle made at production z `vz` (mm) weighs."""
+    return 1.0 + (np.asarray(vertex_z, dtype=np.float64) / scale) ** 2
+
+
+def target_vertex_weights(target_vertex_z: np.ndarray, scale: float) -> np.ndarray:
+    """Float32 [T]: `vertex_z_factor` of each target particle's production z, normalised to mean 1."""
+    vertex_z = np.asarray(target_vertex_z, dtype=np.float64)
+    if not np.isfinite(vertex_z).all():
+        raise ValueError("target_vertex_z: a target particle has no finite production z")
+    raw = vertex_z_factor(vertex_z, scale)
+    return (raw / raw.mean()).astype(np.float32) if len(raw) else raw.astype(np.float32)
 
 
 def tracker_loss(
@@ -160,11 +189,13 @@ def tracker_loss(
     weights: LossConfig,
     hit_mask: torch.Tensor | None = None,
     query_mask: torch.Tensor | None = None,
+    target_weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Tracker loss for one event: Hungarian-matched losses of each decoder layer (summed) plus the seed loss.
 
     `outputs` holds `seed_logits` [N] and `layers`, a list of dicts with `track_logits` [Q] and
     `assignment_logits` [Q, N]; only the last layer counts unless `weights.intermediate_layers`.
+    `target_weight` [T] scales each target's matched terms and its seed hits' seed terms (`layer_loss`).
     Returns the differentiable total and a log of floats (final-layer terms, seed loss, matched count).
     """
     layers = outputs["layers"] if weights.intermediate_layers else outputs["layers"][-1:]
@@ -180,9 +211,14 @@ def tracker_loss(
             weights,
             hit_mask,
             query_mask,
+            target_weight,
         )
         total = total + terms["total"]
-    seed = seed_loss(outputs["seed_logits"], seed_targets, weights.seed_pos_weight, hit_mask)
+    seed_hit_weight = None
+    if target_weight is not None:
+        seed_hit_weight = target_masks.float().T @ target_weight.to(target_masks.device).float()
+        seed_hit_weight = torch.where(seed_targets.bool(), seed_hit_weight, torch.ones_like(seed_hit_weight))
+    seed = seed_loss(outputs["seed_logits"], seed_targets, weights.seed_pos_weight, hit_mask, seed_hit_weight)
     total = total + weights.seed_weight * seed
     log = {f"final_{name}": float(value.detach()) for name, value in terms.items()}
     log.update(seed=float(seed.detach()), matched=float(matches[-1].size), total=float(total.detach()))

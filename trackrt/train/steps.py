@@ -10,7 +10,7 @@ import torch
 from trackrt.data.samples import Sample, TrackerTargets
 from trackrt.model.config import TrackerConfig
 from trackrt.train.config import TrackerStageConfig
-from trackrt.train.losses import hit_filter_loss, target_hit_weights, tracker_loss
+from trackrt.train.losses import hit_filter_loss, target_hit_weights, target_vertex_weights, tracker_loss
 from trackrt.train.queries import training_query_indices
 
 StepResult = tuple[torch.Tensor, dict[str, float]]
@@ -48,8 +48,14 @@ def hit_filter_step(
 
 def hit_vertex_z(sample: Sample) -> np.ndarray:
     """Float64 [N]: the production z (mm) of each hit's particle; NaN for noise hits."""
+    return particle_vertex_z(sample, sample.hit_particle_id)
+
+
+def particle_vertex_z(sample: Sample, particle_id: np.ndarray) -> np.ndarray:
+    """Float64, one per entry of `particle_id`: its production z (mm) in the sample's particles table,
+    NaN where the table has none (noise)."""
     vertex_z = sample.particles.set_index("particle_id")["vz"]
-    return vertex_z.reindex(sample.hit_particle_id).to_numpy(dtype=np.float64)
+    return vertex_z.reindex(np.asarray(particle_id, dtype=np.int64)).to_numpy(dtype=np.float64)
 
 
 def tracker_outputs(
@@ -96,12 +102,20 @@ def tracker_step(
     stage: TrackerStageConfig,
     targets: TrackerTargets,
     device: torch.device,
+    sample: Sample | None = None,
 ) -> StepResult | None:
     """Tracker loss on one event's selected hits (Hungarian matching per decoder layer + seed loss).
 
     `fq-ma` uses its learned queries and gets no seed loss (the 2024 baseline has no seed head). None
-    (the loop skips the event) when `tracker_outputs` gives none.
+    (the loop skips the event) when `tracker_outputs` gives none. With `stage.vertex_z_scale` each
+    target's terms are weighed by `target_vertex_weights` of its production z in `sample`.
     """
+    target_weight = None
+    if stage.vertex_z_scale is not None:
+        if sample is None:
+            raise ValueError("sample: required when tracker.vertex_z_scale is set")
+        vertex_z = particle_vertex_z(sample, targets.particle_id)
+        target_weight = torch.from_numpy(target_vertex_weights(vertex_z, stage.vertex_z_scale)).to(device)
     outputs = tracker_outputs(model, config, stage, targets, device)
     if outputs is None:
         return None
@@ -110,7 +124,7 @@ def tracker_step(
     if not config.dynamic_queries and weights.seed_weight:
         weights = dataclasses.replace(weights, seed_weight=0.0)
     seed_targets = torch.from_numpy(targets.seed_target).to(device)
-    loss, log = tracker_loss(outputs, target_masks, seed_targets, weights)
+    loss, log = tracker_loss(outputs, target_masks, seed_targets, weights, target_weight=target_weight)
     log["queries"] = float(outputs["layers"][-1]["track_logits"].shape[-1])
     log["targets"] = float(len(targets.particle_id))
     return loss, log
