@@ -37,12 +37,13 @@ GROUPS = {
     "abs_eta": [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0],
     "pt": [1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 100.0],
     "abs_vz": [0.0, 25.0, 50.0, 75.0, 100.0, 150.0, 200.0, 2000.0],
+    "vertex_r": [0.0, 0.1, 10.0, 30.0, 50.0, 75.0, 100.0, 1000.0],
 }
 
 
 def particle_table(args: argparse.Namespace) -> tuple[pd.DataFrame, float]:
-    """One row per target particle of every event: hit count, kept hits, |η|, pT, vertex |z|, and whether
-    it is lost."""
+    """One row per target particle of every event: hit count, kept hits, |η|, pT, production vertex |z|
+    and transverse radius (secondaries are made away from the beam line), and whether it is lost."""
     hit_filter, info = load_checkpoint(args.filter)
     threshold = info.model.hit_threshold if args.threshold is None else args.threshold
     selection = sample_config(args.selection, info.features)
@@ -58,6 +59,7 @@ def particle_table(args: argparse.Namespace) -> tuple[pd.DataFrame, float]:
         table["abs_eta"] = np.abs(particles["eta"].to_numpy())
         table["pt"] = particles["pt"].to_numpy()
         table["abs_vz"] = np.abs(particles["vz"].to_numpy())
+        table["vertex_r"] = np.hypot(particles["vx"].to_numpy(), particles["vy"].to_numpy())
         table["event_id"] = sample.event_id
         tables.append(table)
     if not tables:
@@ -69,7 +71,7 @@ def particle_table(args: argparse.Namespace) -> tuple[pd.DataFrame, float]:
 
 def lost_fractions(table: pd.DataFrame, column: str, edges: list[float]) -> list[dict]:
     """Lost fraction with its binomial interval per bin of `column`."""
-    groups = table.groupby(pd.cut(table[column], edges), observed=False)["lost"]
+    groups = table.groupby(pd.cut(table[column], edges, include_lowest=True), observed=False)["lost"]
     total, lost = groups.size().to_numpy(), groups.sum().to_numpy()
     low, high = binomial_interval(lost, total)
     return [
@@ -82,7 +84,8 @@ def lost_fractions(table: pd.DataFrame, column: str, edges: list[float]) -> list
 def plot(result: dict, path: Path) -> None:
     """Lost fraction against each grouping variable, with binomial intervals."""
     labels = {
-        "nhits": "pixel hits of the particle", "abs_eta": "|η|", "pt": "pT [GeV]", "abs_vz": "vertex |z| [mm]"
+        "nhits": "pixel hits of the particle", "abs_eta": "|η|", "pt": "pT [GeV]",
+        "abs_vz": "vertex |z| [mm]", "vertex_r": "vertex radius [mm]",
     }  # fmt: skip
     figure, axes = plt.subplots(1, len(GROUPS), figsize=(4.2 * len(GROUPS), 3.6), constrained_layout=True)
     for axis, (column, rows) in zip(axes, result["groups"].items(), strict=True):

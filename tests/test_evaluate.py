@@ -256,6 +256,9 @@ def test_evaluate_cli_writes_metrics_and_plots(simulator: EventSimulator, tmp_pa
         stages = report[mode]["target_losses"]["stages"]
         assert list(stages) == ["filter", "seed", "valid", "tracks", "found"]
         assert sum(stages.values()) == report[mode]["overall"]["counts"]["target_particles"]
+        by_radius = report[mode]["target_losses"]["by_vertex_radius"]
+        assert sum(row["particles"] for row in by_radius) == sum(stages.values())
+        assert by_radius[0]["low"] == 0.0 and by_radius[-1]["high"] is None
         for plot in report[mode]["plots"]:
             assert (tmp_path / "out" / plot).stat().st_size > 0
     assert len(report["tracking_only"]["plots"]) == 4

@@ -62,3 +62,24 @@ def stage_counts(table: pd.DataFrame) -> dict[str, int]:
     """Target particles per stage, in chain order (every stage present, zeros included)."""
     counts = table["stage"].value_counts()
     return {stage: int(counts.get(stage, 0)) for stage in STAGES}
+
+
+VERTEX_RADIUS_EDGES: tuple[float, ...] = (0.0, 1.0, 10.0, 50.0, 100.0, float("inf"))
+
+
+def stage_counts_by_vertex_radius(
+    table: pd.DataFrame, edges: tuple[float, ...] = VERTEX_RADIUS_EDGES
+) -> list[dict]:
+    """`stage_counts` per bin of production-vertex radius √(vx² + vy²) (mm): particles made at the beam
+    line (first bin) against secondaries made in the detector (`high` None: open-ended); [] when the
+    table has no vx, vy."""
+    if not {"vx", "vy"} <= set(table.columns):
+        return []
+    radius = np.hypot(table["vx"].to_numpy(dtype=np.float64), table["vy"].to_numpy(dtype=np.float64))
+    bins = pd.cut(radius, edges, include_lowest=True)
+    rows = []
+    for low, high, interval in zip(edges[:-1], edges[1:], bins.categories, strict=True):
+        counts = stage_counts(table[bins == interval])
+        open_ended = None if np.isinf(high) else high
+        rows.append({"low": low, "high": open_ended, "particles": sum(counts.values()), "stages": counts})
+    return rows

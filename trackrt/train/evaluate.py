@@ -27,7 +27,7 @@ from trackrt.data.trackml import PIXEL_VOLUMES, iter_events
 from trackrt.data.tracks import assign_hits, select_seeds, valid_queries
 from trackrt.metrics.plots import plot_metrics
 from trackrt.metrics.report import metrics_report
-from trackrt.metrics.target_losses import stage_counts, target_loss_stages
+from trackrt.metrics.target_losses import stage_counts, stage_counts_by_vertex_radius, target_loss_stages
 from trackrt.metrics.tracking import TrackingMetrics, combine_metrics, evaluate_tracks
 from trackrt.model.config import TrackerConfig
 from trackrt.train.checkpoint import load_checkpoint
@@ -304,6 +304,7 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path, info: dict[str
             report[mode]["target_losses"] = {
                 "stages": counts,
                 "fractions": {stage: n / total if total else math.nan for stage, n in counts.items()},
+                "by_vertex_radius": stage_counts_by_vertex_radius(evaluation.target_losses[mode]),
             }
         plots = plot_metrics(metrics, out_dir / mode, label=mode.replace("_", " "))
         report[mode]["plots"] = [str(p.relative_to(out_dir)) for p in plots]
