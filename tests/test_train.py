@@ -479,26 +479,10 @@ def test_steps_per_stage() -> None:
     assert stage_runner.total_steps(stage, 5) == 4
 
 
-def test_hit_filter_step_weighs_target_hits_by_their_particle(simulator: EventSimulator) -> None:
-    from trackrt.model.config import preset
-    from trackrt.train.checkpoint import build_model
-
-    sample = make_sample(simulator.simulate(3, 7), sample_config("Pix1.0"))
-    torch.manual_seed(0)
-    model = build_model(preset("tiny", "hit_filter"))
-    device = torch.device("cpu")
-    plain, _ = hit_filter_step(model, sample, device)
-    weighted, log = hit_filter_step(model, sample, device, particle_weight_power=1.0)
-    logits = model(torch.from_numpy(sample.features)[None])[0]
-    weights = target_hit_weights(sample.hit_particle_id, sample.hit_on_target, 1.0)
-    targets = torch.from_numpy(sample.hit_on_target)
-    expected = hit_filter_loss(logits, targets, hit_weight=torch.from_numpy(weights))
-    assert weighted.item() == pytest.approx(expected.item(), rel=1e-5)
-    assert weighted.item() != pytest.approx(plain.item(), rel=1e-4)
-    assert log["total"] == pytest.approx(weighted.item())
-
-
-def test_hit_filter_step_weighs_target_hits_by_their_vertex_z(simulator: EventSimulator) -> None:
+@pytest.mark.parametrize(("power", "vertex_z_scale"), [(1.0, None), (0.0, 20.0), (0.5, 40.0)])
+def test_hit_filter_step_weighs_target_hits(
+    simulator: EventSimulator, power: float, vertex_z_scale: float | None
+) -> None:
     sample = make_sample(simulator.simulate(3, 7), sample_config("Pix1.0"))
     vertex_z = hit_vertex_z(sample)
     particles = sample.particles.set_index("particle_id")
@@ -510,13 +494,15 @@ def test_hit_filter_step_weighs_target_hits_by_their_vertex_z(simulator: EventSi
     model = build_model(preset("tiny", "hit_filter"))
     device = torch.device("cpu")
     plain, _ = hit_filter_step(model, sample, device)
-    weighted, _ = hit_filter_step(model, sample, device, vertex_z_scale=20.0)
+    weighted, log = hit_filter_step(model, sample, device, power, vertex_z_scale)
     logits = model(torch.from_numpy(sample.features)[None])[0]
-    weights = target_hit_weights(sample.hit_particle_id, sample.hit_on_target, 0.0, vertex_z, 20.0)
+    on_target = sample.hit_on_target
+    weights = target_hit_weights(sample.hit_particle_id, on_target, power, vertex_z, vertex_z_scale)
     targets = torch.from_numpy(sample.hit_on_target)
     expected = hit_filter_loss(logits, targets, hit_weight=torch.from_numpy(weights))
     assert weighted.item() == pytest.approx(expected.item(), rel=1e-5)
     assert weighted.item() != pytest.approx(plain.item(), rel=1e-4)
+    assert log["total"] == pytest.approx(weighted.item())
 
 
 def test_tracker_step_weighs_targets_by_their_vertex_z(simulator: EventSimulator) -> None:
