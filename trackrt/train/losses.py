@@ -161,24 +161,23 @@ def target_hit_weights(
         if hit_vertex_z is None:
             raise ValueError("hit_vertex_z: required when vertex_z_scale is given")
         vertex_z = np.asarray(hit_vertex_z, dtype=np.float64)[on_target]
-        if not np.isfinite(vertex_z).all():
-            raise ValueError("hit_vertex_z: a target hit has no finite production z")
-        raw = raw * vertex_z_factor(vertex_z, vertex_z_scale)
+        raw = raw * vertex_z_factor(vertex_z, vertex_z_scale, "hit_vertex_z: a target hit")
     weights[on_target] = raw / raw.mean()
     return weights
 
 
-def vertex_z_factor(vertex_z: np.ndarray, scale: float) -> np.ndarray:
-    """1 + (vz / scale)² per entry: how much more a particle made at production z `vz` (mm) weighs."""
-    return 1.0 + (np.asarray(vertex_z, dtype=np.float64) / scale) ** 2
+def vertex_z_factor(vertex_z: np.ndarray, scale: float, what: str = "vertex_z: an entry") -> np.ndarray:
+    """1 + (vz / scale)² per entry: how much more a particle made at production z `vz` (mm) weighs;
+    a non-finite vz is an error that names `what`."""
+    vertex_z = np.asarray(vertex_z, dtype=np.float64)
+    if not np.isfinite(vertex_z).all():
+        raise ValueError(f"{what} has no finite production z")
+    return 1.0 + (vertex_z / scale) ** 2
 
 
 def target_vertex_weights(target_vertex_z: np.ndarray, scale: float) -> np.ndarray:
     """Float32 [T]: `vertex_z_factor` of each target particle's production z, normalised to mean 1."""
-    vertex_z = np.asarray(target_vertex_z, dtype=np.float64)
-    if not np.isfinite(vertex_z).all():
-        raise ValueError("target_vertex_z: a target particle has no finite production z")
-    raw = vertex_z_factor(vertex_z, scale)
+    raw = vertex_z_factor(target_vertex_z, scale, "target_vertex_z: a target particle")
     return (raw / raw.mean()).astype(np.float32) if len(raw) else raw.astype(np.float32)
 
 
