@@ -11,7 +11,13 @@ import numpy as np
 import pandas as pd
 
 from trackrt.configuration import ConfigError
-from trackrt.data.triplets import TRIPLET_FEATURES, TripletConfig, triplet_features
+from trackrt.data.triplets import (
+    HELIX_FEATURES,
+    TRIPLET_FEATURES,
+    TripletConfig,
+    triplet_features,
+    triplet_helix_features,
+)
 
 BASE_FEATURES: tuple[str, ...] = ("x", "y", "z", "r", "eta", "phi", "u", "v")
 SINUSOIDAL_FEATURES: tuple[str, ...] = ("r", "eta", "phi")
@@ -22,7 +28,8 @@ HitsLike = pd.DataFrame | Mapping[str, np.ndarray] | np.ndarray
 @dataclass
 class FeatureConfig:
     """Which hit features to compute and the scale each is divided by (mm, 1/mm or dimensionless);
-    `triplets` adds the beamline-triplet features of `trackrt.data.triplets` (None: off)."""
+    `triplets` adds the beamline-triplet features of `trackrt.data.triplets` (None: off), and
+    `triplet_helix` their helix columns after them (support, mean curvature and z0, η from that z0)."""
 
     features: list[str] = field(default_factory=lambda: list(BASE_FEATURES))
     xy_scale: float = 1000.0
@@ -34,8 +41,11 @@ class FeatureConfig:
     sinusoidal: list[str] = field(default_factory=list)
     sinusoidal_frequencies: int = 4
     triplets: TripletConfig | None = None
+    triplet_helix: bool = False
 
     def __post_init__(self) -> None:
+        if self.triplet_helix and self.triplets is None:
+            raise ConfigError("triplet_helix: the helix columns come from the triplet search; set triplets")
         if not self.features:
             raise ConfigError("features: at least one hit feature is needed")
         unknown = [f for f in self.features if f not in BASE_FEATURES]
@@ -74,6 +84,8 @@ class FeatureConfig:
                 names += [f"sin_{var}_{k}", f"cos_{var}_{k}"]
         if self.triplets is not None:
             names += TRIPLET_FEATURES
+        if self.triplet_helix:
+            names += HELIX_FEATURES
         return names
 
     def scale(self, name: str) -> float:
@@ -143,7 +155,9 @@ def hit_features(hits: HitsLike, config: FeatureConfig) -> np.ndarray:
         pairs = sinusoidal_pairs(raw[var] / config.scale(var), config.sinusoidal_frequencies)
         out[:, start : start + width] = pairs
         start += width
-    if config.triplets is not None:
+    if config.triplet_helix:
+        out[:, start:] = triplet_helix_features(x, y, z, config.triplets)
+    elif config.triplets is not None:
         out[:, start:] = triplet_features(x, y, z, config.triplets)
     return out
 
@@ -163,8 +177,13 @@ def shared_feature_columns(
     features: np.ndarray, source: FeatureConfig, config: FeatureConfig
 ) -> np.ndarray | None:
     """`config`'s features [N, F] taken from `features` computed for `source` when `config` is `source`
-    without the triplet columns (which come last); None when they differ otherwise."""
-    if config.triplets is not None or dataclasses.replace(source, triplets=None) != config:
+    without the triplet columns or without their helix columns (which come last); None otherwise."""
+    if config.triplet_helix or config == source:
+        return None
+    if config.triplets is None:
+        if dataclasses.replace(source, triplets=None, triplet_helix=False) != config:
+            return None
+    elif dataclasses.replace(source, triplet_helix=False) != config:
         return None
     return np.ascontiguousarray(features[:, : config.num_features])
 

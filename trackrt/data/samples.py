@@ -240,8 +240,9 @@ def _pixel_hits_only(event: Event) -> Event:
 def cache_key(config: SampleConfig) -> str:
     """Short hash of the sample config and cache format; names the cache directory."""
     config_dict = to_dict(config)
-    if config.features.triplets is None:
-        del config_dict["features"]["triplets"]  # a feature group that is off keeps the keys it had before
+    for group in ("triplets", "triplet_helix"):  # a feature group that is off keeps the keys it had before
+        if not config_dict["features"][group]:
+            del config_dict["features"][group]
     payload = json.dumps({"format": CACHE_FORMAT_VERSION, "config": config_dict}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

@@ -7,6 +7,11 @@ more curved than such a track, the straight line through both hits in (r, z) mee
 partners agree when their doublets give the same curvature and the same z0, i.e. the three hits sit
 on one helix from the beam. None of this depends on where along the beam the vertex lies.
 
+The helix columns (`triplet_helix_features`) go on from the best pair: every partner that agrees with
+it (χ² ≤ 4 from their mean) supports the helix; their mean curvature and z0 use all those hits' lever arms,
+and the hit's pseudorapidity seen from that z0 (not from the origin) is the same on every hit of a
+track wherever its vertex lies along the beam.
+
 The per-hit search is a numba kernel (compiled on first use and cached on disk), free of angles: the
 curvature comes from the cross product of the two hit positions, the φ rule from their dot product.
 """
@@ -22,6 +27,9 @@ import numpy as np
 from trackrt.configuration import ConfigError
 
 TRIPLET_FEATURES: tuple[str, ...] = ("triplet_chi2", "triplet_partners", "triplet_curvature", "triplet_z0")
+HELIX_FEATURES: tuple[str, ...] = ("helix_support", "helix_curvature", "helix_z0", "helix_eta")
+HELIX_ETA_SCALE = 4.0
+SUPPORT_CHI2 = 4.0
 CHI2_CAP = 50.0
 
 
@@ -62,10 +70,23 @@ def triplet_features(x: np.ndarray, y: np.ndarray, z: np.ndarray, config: Triple
     """Float64 [N, 4] per hit, in input order: log(1 + best χ²) of two agreeing partners (capped at 50),
     log(1 + compatible partners), and that triplet's signed curvature / κ(pt_min) and z0 / z0_max (0 if none).
     """
+    return _hit_features(x, y, z, config)[:, : len(TRIPLET_FEATURES)]
+
+
+def triplet_helix_features(x: np.ndarray, y: np.ndarray, z: np.ndarray, config: TripletConfig) -> np.ndarray:
+    """Float64 [N, 8]: `triplet_features`, then per hit log(1 + partners supporting the best triplet's
+    helix), their mean curvature / κ(pt_min) and z0 / z0_max, and asinh((z − z0) / r) / 4 from that z0
+    (the hit's own η when it has no triplet)."""
+    return _hit_features(x, y, z, config)
+
+
+def _hit_features(x: np.ndarray, y: np.ndarray, z: np.ndarray, config: TripletConfig) -> np.ndarray:
+    """Both column groups of φ-sorted search, in input order."""
     n = len(x)
-    out = np.zeros((n, len(TRIPLET_FEATURES)))
+    out = np.zeros((n, len(TRIPLET_FEATURES) + len(HELIX_FEATURES)))
     if n < 2:
         out[:, 0] = math.log1p(CHI2_CAP)
+        out[:, 7] = np.arcsinh(z / np.hypot(x, y)) / HELIX_ETA_SCALE
         return out
     phi = np.arctan2(y, x)
     order = np.argsort(phi, kind="stable")
@@ -79,6 +100,8 @@ def triplet_features(x: np.ndarray, y: np.ndarray, z: np.ndarray, config: Triple
             config.curvature_tolerance,
             config.z0_tolerance,
             CHI2_CAP,
+            SUPPORT_CHI2,
+            HELIX_ETA_SCALE,
         ]
     )
     out[order] = _sorted_hit_features(
@@ -107,10 +130,11 @@ def _sorted_hit_features(
     limits: np.ndarray,
 ) -> np.ndarray:
     """`triplet_features` of φ-sorted hits, searching partners at φ-rank `offsets` (nearest first)."""
-    min_dr, z0_max, min_separation, max_curvature, k_tolerance, z_tolerance, chi2_cap = limits
+    min_dr, z0_max, min_separation, max_curvature, k_tolerance, z_tolerance, chi2_cap = limits[:7]
+    support_chi2, eta_scale = limits[7], limits[8]
     min_separation2 = min_separation * min_separation
     n = len(xs)
-    out = np.zeros((n, 4))
+    out = np.zeros((n, 8))
     k = np.empty(partners)
     z = np.empty(partners)
     r = np.empty(partners)
@@ -177,9 +201,24 @@ def _sorted_hit_features(
                     best, a, b = chi2, first, second
         out[hit, 1] = math.log1p(count)
         if best < np.inf:
+            k_pair, z_pair = 0.5 * (k[a] + k[b]), 0.5 * (z[a] + z[b])
             out[hit, 0] = math.log1p(min(best, chi2_cap))
-            out[hit, 2] = 0.5 * (k[a] + k[b])
-            out[hit, 3] = 0.5 * (z[a] + z[b]) / z0_max
+            out[hit, 2] = k_pair
+            out[hit, 3] = z_pair / z0_max
+            support, k_sum, z_sum = 0, 0.0, 0.0
+            for u in range(kept):
+                chi2 = ((k[u] - k_pair) / k_tolerance) ** 2 + ((z[u] - z_pair) / z_tolerance) ** 2
+                if chi2 <= support_chi2:
+                    support += 1
+                    k_sum += k[u]
+                    z_sum += z[u]
+            if support == 0:  # a pair of partners far apart can each miss the mean of the two
+                support, k_sum, z_sum = 2, 2.0 * k_pair, 2.0 * z_pair
+            out[hit, 4] = math.log1p(support)
+            out[hit, 5] = k_sum / support
+            out[hit, 6] = z_sum / support / z0_max
+            out[hit, 7] = math.asinh((zh - z_sum / support) / rh) / eta_scale
         else:
             out[hit, 0] = math.log1p(chi2_cap)
+            out[hit, 7] = math.asinh(zh / rh) / eta_scale
     return out

@@ -52,7 +52,7 @@ def grow_encoder(
 def _unchanged_scales(old: FeatureConfig, new: FeatureConfig) -> None:
     """Refuse a new feature config in which a feature the model already reads would mean something else."""
     for item in dataclasses.fields(FeatureConfig):
-        if item.name in ("features", "sinusoidal", "triplets"):
+        if item.name in ("features", "sinusoidal", "triplets", "triplet_helix"):
             continue
         if item.name == "sinusoidal_frequencies" and not (old.sinusoidal and new.sinusoidal):
             continue
