@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from trackrt.cli import main
 from trackrt.data.features import hit_features
-from trackrt.data.triplets import TripletConfig
+from trackrt.data.triplets import HELIX_FEATURES, TripletConfig
 from trackrt.model.config import preset
 from trackrt.train.checkpoint import CheckpointError, build_model, load_checkpoint, save_checkpoint
 from trackrt.train.grow import grow_checkpoint, grow_encoder, widen_features
@@ -139,3 +139,20 @@ def test_grow_cli_adds_features_and_layers(tmp_path: Path, rng: np.random.Genera
             main, ["grow", str(tmp_path / "filter"), *args, "--out", str(tmp_path / "x")]
         )
         assert refused.exit_code != 0 and message in refused.output, refused.output
+
+
+@pytest.mark.parametrize("kind", ["hit_filter", "tracker"])
+def test_widened_model_reads_the_helix_columns_and_computes_the_same(
+    kind: str, rng: np.random.Generator
+) -> None:
+    model, config = _trained_like(kind)
+    with_triplets = dataclasses.replace(config.features, triplets=TripletConfig())
+    model, config = widen_features(model, config, with_triplets)
+    wide, wide_config = widen_features(model, config, dataclasses.replace(with_triplets, triplet_helix=True))
+    assert wide_config.features.num_features == with_triplets.num_features + len(HELIX_FEATURES)
+    hits = _event_hits(rng)
+    old = torch.from_numpy(hit_features(hits, with_triplets))[None]
+    new = torch.from_numpy(hit_features(hits, wide_config.features))[None]
+    torch.testing.assert_close(wide.encoder(new), model.encoder(old))
+    with pytest.raises(CheckpointError, match="'helix_support' is read by the model"):
+        widen_features(wide, wide_config, dataclasses.replace(with_triplets, sinusoidal=["eta"]))
