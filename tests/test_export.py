@@ -44,8 +44,10 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
         variant: _save(root / variant, "tracker", i, variant=variant)
         for i, variant in enumerate(("fq-ma", "dq-ma", "dq-lsca"))
     }
-    # The filter reads its own features, beamline triplets included, as a shipped filter may.
-    paths["hit_filter"] = _save(root / "hit_filter", "hit_filter", 7, features={"triplets": {}})
+    # The filter reads its own features, beamline triplets and their helix columns included, as a
+    # shipped filter may; the trackers' are its first columns.
+    features = {"triplets": {}, "triplet_helix": True}
+    paths["hit_filter"] = _save(root / "hit_filter", "hit_filter", 7, features=features)
     return paths
 
 
