@@ -275,6 +275,36 @@ def test_feature_config_appends_the_helix_columns_after_the_triplets(rng: np.ran
     assert shared_feature_columns(hit_features(hits, with_triplets), with_triplets, with_helix) is None
 
 
+
+def test_runtime_runs_the_triplet_search_once_for_filter_and_tracker(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+
+    from trackrt.runtime import chain
+
+    with_triplets = FeatureConfig(triplets=TripletConfig())
+    with_helix = dataclasses.replace(with_triplets, triplet_helix=True)
+    xyz = np.concatenate([helix_hits(3.0, 0.0, 0.1, 5.0), noise_hits(rng, 50)])
+    hits = pd.DataFrame({"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]})
+    computed: list[FeatureConfig] = []
+
+    def counting(frame: pd.DataFrame, config: FeatureConfig) -> np.ndarray:
+        computed.append(config)
+        return hit_features(frame, config)
+
+    monkeypatch.setattr(chain, "hit_features", counting)
+    work = chain.EventWork.start(hits, 1, feature_configs=(with_triplets, with_helix))
+    filter_features = work.features(with_triplets)  # the filter asks first
+    tracker_features = work.features(with_helix)
+    assert computed == [with_helix]
+    np.testing.assert_array_equal(filter_features, hit_features(work.hits, with_triplets))
+    np.testing.assert_array_equal(tracker_features, hit_features(work.hits, with_helix))
+    alone = chain.EventWork.start(hits, 1)  # nothing announced: each config computes its own
+    alone.features(with_triplets)
+    alone.features(with_helix)
+    assert computed[1:] == [with_triplets, with_helix]
+
 def test_helix_columns_need_the_triplets_and_keep_the_cache_key_when_off() -> None:
     with pytest.raises(ConfigError, match=r"triplet_helix: .* set triplets"):
         FeatureConfig(triplet_helix=True)

@@ -173,17 +173,22 @@ def sinusoidal_pairs(values: np.ndarray, frequencies: int) -> np.ndarray:
     return pairs
 
 
+def shares_feature_columns(source: FeatureConfig, config: FeatureConfig) -> bool:
+    """Whether `config` is `source` without the triplet columns or without their helix columns (which
+    come last), so that its features are the first columns of `source`'s."""
+    if config.triplet_helix or config == source:
+        return False
+    if config.triplets is None:
+        return dataclasses.replace(source, triplets=None, triplet_helix=False) == config
+    return dataclasses.replace(source, triplet_helix=False) == config
+
+
 def shared_feature_columns(
     features: np.ndarray, source: FeatureConfig, config: FeatureConfig
 ) -> np.ndarray | None:
-    """`config`'s features [N, F] taken from `features` computed for `source` when `config` is `source`
-    without the triplet columns or without their helix columns (which come last); None otherwise."""
-    if config.triplet_helix or config == source:
-        return None
-    if config.triplets is None:
-        if dataclasses.replace(source, triplets=None, triplet_helix=False) != config:
-            return None
-    elif dataclasses.replace(source, triplet_helix=False) != config:
+    """`config`'s features [N, F] taken from `features` computed for `source` when `shares_feature_columns`;
+    None otherwise."""
+    if not shares_feature_columns(source, config):
         return None
     return np.ascontiguousarray(features[:, : config.num_features])
 

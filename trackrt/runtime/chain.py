@@ -22,7 +22,13 @@ import numpy as np
 import pandas as pd
 
 from trackrt.configuration import to_dict
-from trackrt.data.features import FeatureConfig, hit_features, phi_sort_order, shared_feature_columns
+from trackrt.data.features import (
+    FeatureConfig,
+    hit_features,
+    phi_sort_order,
+    shared_feature_columns,
+    shares_feature_columns,
+)
 from trackrt.data.tracks import assign_hits, select_seeds, sigmoid, valid_queries
 from trackrt.runtime.artifact import HitFilterSettings, TrackerSettings
 from trackrt.runtime.backends.base import GraphRunner
@@ -56,11 +62,15 @@ class EventWork:
     num_queries: int = 0
     parameters: pd.DataFrame | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
-    _features: dict[str, tuple[np.ndarray, FeatureConfig]] = field(default_factory=dict, repr=False)
+    feature_configs: tuple[FeatureConfig, ...] = ()
+    _features: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def start(cls, hits: pd.DataFrame, event_id: int | None) -> EventWork:
-        """Sort the hits by φ (the order every graph expects) and start with no hits filtered out."""
+    def start(
+        cls, hits: pd.DataFrame, event_id: int | None, feature_configs: Sequence[FeatureConfig] = ()
+    ) -> EventWork:
+        """Sort the hits by φ (the order every graph expects) and start with no hits filtered out;
+        `feature_configs` are those the stages will ask for."""
         order = phi_sort_order(hits)
         sorted_hits = hits.iloc[order].reset_index(drop=True)
         n = len(sorted_hits)
@@ -72,6 +82,7 @@ class EventWork:
             filter_scores=np.full(n, np.nan, dtype=np.float32),
             track_of_hit=np.full(n, -1, dtype=np.int64),
             hit_scores=np.full(n, np.nan, dtype=np.float32),
+            feature_configs=tuple(feature_configs),
         )
 
     @contextmanager
@@ -86,19 +97,19 @@ class EventWork:
 
     def features(self, config: FeatureConfig) -> np.ndarray:
         """Features [N, F] of all (sorted) hits for `config`, computed once per config and event; a
-        config that is another's without its triplet features takes that one's columns."""
+        config whose columns lead another announced one's (the filter's triplets, the tracker's triplets
+        and helix columns) takes them from it, so the triplet search runs once."""
         key = repr(sorted(to_dict(config).items()))
         if key not in self._features:
-            with self.timed("features"):
-                features = None
-                for known in self._features.values():
-                    features = shared_feature_columns(*known, config)
-                    if features is not None:
-                        break
-                if features is None:
-                    features = hit_features(self.hits, config)
-                self._features[key] = (features, config)
-        return self._features[key][0]
+            source = next((c for c in self.feature_configs if shares_feature_columns(c, config)), None)
+            if source is not None:
+                wider = self.features(source)
+                with self.timed("features"):
+                    self._features[key] = shared_feature_columns(wider, source, config)
+            else:
+                with self.timed("features"):
+                    self._features[key] = hit_features(self.hits, config)
+        return self._features[key]
 
 
 @dataclass(frozen=True)
@@ -298,6 +309,12 @@ class Chain:
     def stage_names(self) -> list[str]:
         return [s.name for s in self.stages]
 
+    @property
+    def feature_configs(self) -> tuple[FeatureConfig, ...]:
+        """The feature configs of the stages that read hit features (a stage's `settings.features`)."""
+        configs = (getattr(getattr(s, "settings", None), "features", None) for s in self.stages)
+        return tuple(c for c in configs if isinstance(c, FeatureConfig))
+
     def replace(self, name: str, stage: Stage) -> Chain:
         """A new chain with stage `name` swapped for `stage`."""
         if name not in self.stage_names:
@@ -320,7 +337,7 @@ class Chain:
     def _run_stages(
         self, frame: pd.DataFrame, event_id: int | None, started: float, checks_ms: float
     ) -> ReconstructionResult:
-        work = EventWork.start(frame, event_id)
+        work = EventWork.start(frame, event_id, self.feature_configs)
         work.timings_ms["checks"] = checks_ms
         for stage in self.stages:
             stage(work)
