@@ -275,7 +275,6 @@ def test_feature_config_appends_the_helix_columns_after_the_triplets(rng: np.ran
     assert shared_feature_columns(hit_features(hits, with_triplets), with_triplets, with_helix) is None
 
 
-
 def test_runtime_runs_the_triplet_search_once_for_filter_and_tracker(
     rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -304,6 +303,7 @@ def test_runtime_runs_the_triplet_search_once_for_filter_and_tracker(
     alone.features(with_triplets)
     alone.features(with_helix)
     assert computed[1:] == [with_triplets, with_helix]
+
 
 def test_helix_columns_need_the_triplets_and_keep_the_cache_key_when_off() -> None:
     with pytest.raises(ConfigError, match=r"triplet_helix: .* set triplets"):

@@ -130,8 +130,8 @@ def _sorted_hit_features(
     limits: np.ndarray,
 ) -> np.ndarray:
     """`triplet_features` of φ-sorted hits, searching partners at φ-rank `offsets` (nearest first)."""
-    min_dr, z0_max, min_separation, max_curvature, k_tolerance, z_tolerance, chi2_cap = limits[:7]
-    support_chi2, eta_scale = limits[7], limits[8]
+    (min_dr, z0_max, min_separation, max_curvature, k_tolerance, z_tolerance, chi2_cap, support_chi2,
+     eta_scale) = limits
     min_separation2 = min_separation * min_separation
     n = len(xs)
     out = np.zeros((n, 8))

@@ -304,16 +304,13 @@ class Chain:
             raise ValueError(f"stage names must be unique, got {names}")
         self.stages: tuple[Stage, ...] = tuple(stages)
         self.checks = checks or CheckConfig()
+        configs = (getattr(getattr(s, "settings", None), "features", None) for s in self.stages)
+        # The feature configs of the stages that read hit features, announced to every event.
+        self.feature_configs = tuple(c for c in configs if isinstance(c, FeatureConfig))
 
     @property
     def stage_names(self) -> list[str]:
         return [s.name for s in self.stages]
-
-    @property
-    def feature_configs(self) -> tuple[FeatureConfig, ...]:
-        """The feature configs of the stages that read hit features (a stage's `settings.features`)."""
-        configs = (getattr(getattr(s, "settings", None), "features", None) for s in self.stages)
-        return tuple(c for c in configs if isinstance(c, FeatureConfig))
 
     def replace(self, name: str, stage: Stage) -> Chain:
         """A new chain with stage `name` swapped for `stage`."""
