@@ -62,6 +62,9 @@ def test_run_writes_every_output(artifact, events, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["overall"]["efficiency"] == 1.0
     assert metrics["overall"]["counts"]["target_particles"] == 75
+    assert [row["event_id"] for row in metrics["per_event"]] == list(GOOD_EVENTS)
+    assert [row["targets"] for row in metrics["per_event"]] == [25, 25, 25]
+    assert metrics["event_bootstrap"]["intervals"]["efficiency"] == [1.0, 1.0]
     summary = json.loads((out / "run.json").read_text())
     assert summary["events"] == 3 and summary["failed"] == 0
     assert summary["backend"]["backend"] == "onnxruntime"

@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "train": "trackrt.train.cli:train",
     "evaluate": "trackrt.train.cli:evaluate",
     "thresholds": "trackrt.train.cli:thresholds",
+    "compare": "trackrt.metrics.cli:compare",
     "grow": "trackrt.train.cli:grow",
     "export": "trackrt.export.cli:export",
     "validate": "trackrt.export.cli:validate",

@@ -13,6 +13,7 @@ import pandas as pd
 
 from trackrt.metrics.binning import binned_metrics
 from trackrt.metrics.tracking import TrackingMetrics
+from trackrt.metrics.uncertainty import event_bootstrap, per_event_counts
 
 
 def metrics_report(
@@ -20,12 +21,21 @@ def metrics_report(
     pt_edges: Sequence[float] | None = None,
     eta_edges: Sequence[float] | None = None,
 ) -> dict[str, Any]:
-    """JSON-ready dict: `overall` (rates, counts, selection) and `binned` {pt, eta} lists of bin rows."""
+    """JSON-ready dict: `overall` (rates, counts, selection) and `binned` {pt, eta} lists of bin rows.
+
+    With events told apart (an `event_id` column), also `per_event` counts and `event_bootstrap`
+    intervals of the pooled rates.
+    """
     binned = {
         "pt": _records(binned_metrics(metrics, "pt", pt_edges)),
         "eta": _records(binned_metrics(metrics, "eta", eta_edges)),
     }
-    return _json_ready({"overall": metrics.summary(), "binned": binned})
+    report: dict[str, Any] = {"overall": metrics.summary(), "binned": binned}
+    if "event_id" in metrics.particle_table.columns and "event_id" in metrics.track_table.columns:
+        counts = per_event_counts(metrics)
+        report["per_event"] = _records(counts.reset_index())
+        report["event_bootstrap"] = event_bootstrap(counts)
+    return json_ready(report)
 
 
 def write_metrics_json(
@@ -47,12 +57,12 @@ def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: _plain(v) for k, v in row.items()} for row in table.to_dict(orient="records")]
 
 
-def _json_ready(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
     """Recursively turn numpy scalars into Python values and NaN/inf into None."""
     if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
+        return [json_ready(v) for v in value]
     return _plain(value)
 
 

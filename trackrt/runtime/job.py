@@ -223,6 +223,7 @@ def run_job(
     failed = 0
     timings: list[dict[str, float]] = []
     metrics = []
+    metric_event_ids: list[int | None] = []
     try:
         if config.warmup:
             tracker.warmup(num_hits=1000, repeats=1)
@@ -235,6 +236,7 @@ def run_job(
                     timings.append(outcome.result.timings_ms)
                 if outcome.metrics is not None:
                     metrics.append(outcome.metrics)
+                    metric_event_ids.append(outcome.event_id)
                 bar.update(1)
                 bar.set_postfix(failed=failed)
     finally:
@@ -244,12 +246,18 @@ def run_job(
         events=len(prefixes),
         failed=failed,
         mean_timings_ms=_mean_timings(timings),
-        metrics=combine_metrics(metrics),
+        metrics=combine_metrics(metrics, _known_ids(metric_event_ids)),
         backend=backend,
         elapsed_s=time.perf_counter() - started,
     )
     _write_summary(config, summary)
     return summary
+
+
+def _known_ids(event_ids: list[int | None]) -> list[int] | None:
+    """The event ids when every one is known and unique (so per-event metrics can be told apart)."""
+    known = [e for e in event_ids if e is not None]
+    return known if len(known) == len(event_ids) and len(set(known)) == len(known) else None
 
 
 def _write_summary(config: RunConfig, summary: RunSummary) -> None:
