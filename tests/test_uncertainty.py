@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from test_metrics import hand_event, hand_tracks
 
 from trackrt.metrics import combine_metrics, evaluate_tracks, write_metrics_json
 from trackrt.metrics.cli import compare
@@ -21,7 +22,6 @@ from trackrt.metrics.uncertainty import (
     per_event_counts,
     point_rates,
 )
-from test_metrics import hand_event, hand_tracks
 
 COLUMNS = ["targets", "matched_dm", "matched_perfect", "fake", "fake_considered"]
 
@@ -45,7 +45,7 @@ def counts_table(rows: dict[int, tuple[int, ...]]) -> pd.DataFrame:
 
 
 def test_per_event_counts_of_the_hand_events() -> None:
-    combined, hand, perfect = hand_metrics()
+    combined, _, perfect = hand_metrics()
     counts = per_event_counts(combined)
     assert list(counts.index) == [1, 2]
     assert counts.loc[1].tolist() == [11, 5, 2, 5, 10]  # worked out in test_metrics
@@ -150,7 +150,7 @@ def test_report_carries_per_event_counts_and_intervals_only_with_event_ids() -> 
 
 
 def test_counts_from_records_names_the_problem() -> None:
-    with pytest.raises(ValueError, match="m.json: per_event lacks column"):
+    with pytest.raises(ValueError, match=r"m\.json: per_event lacks column"):
         counts_from_records([{"event_id": 1, "targets": 3}], "m.json")
     row = dict(zip(["event_id", *COLUMNS], [1, 3, 2, 2, 0, 2], strict=True))
     with pytest.raises(ValueError, match="lists event 1 twice"):
@@ -166,7 +166,7 @@ def write_evaluate_json(path: Path, metrics) -> Path:
 
 
 def test_compare_command_prints_and_writes_the_difference(tmp_path: Path) -> None:
-    combined, hand, perfect = hand_metrics()
+    combined, _, perfect = hand_metrics()
     better = combine_metrics([perfect, perfect], [1, 2])
     baseline = write_evaluate_json(tmp_path / "a" / "metrics.json", combined)
     candidate = write_evaluate_json(tmp_path / "b" / "metrics.json", better)
