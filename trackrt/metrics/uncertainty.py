@@ -63,8 +63,7 @@ def resampled_rates(counts: pd.DataFrame, weights: np.ndarray) -> dict[str, np.n
     for name, (numerator, denominator) in RATES.items():
         num = weights @ counts[numerator].to_numpy(dtype=float)
         den = weights @ counts[denominator].to_numpy(dtype=float)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rates[name] = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+        rates[name] = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
     rates["efficiency_minus_fake"] = rates["efficiency"] - rates["fake_rate"]
     return rates
 
