@@ -248,6 +248,9 @@ def test_evaluate_cli_writes_metrics_and_plots(simulator: EventSimulator, tmp_pa
     assert "tracking_only: DM efficiency" in result.output and "hit filter: efficiency" in result.output
     assert "target particles lost at: filter" in result.output
     report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    low, high = report["filter_and_tracking"]["event_bootstrap"]["intervals"]["efficiency"]
+    assert f"(95 % interval {100 * low:.2f}–{100 * high:.2f} %)" in result.output
+    assert [row["event_id"] for row in report["tracking_only"]["per_event"]] == [4, 5]
     assert report["events"] == 2 and report["selection"] == "Pix1.0"
     assert report["hit_filter"]["threshold"] == 0.4
     for mode in ("tracking_only", "filter_and_tracking"):
