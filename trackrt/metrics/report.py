@@ -13,7 +13,7 @@ import pandas as pd
 
 from trackrt.metrics.binning import binned_metrics
 from trackrt.metrics.tracking import TrackingMetrics
-from trackrt.metrics.uncertainty import event_bootstrap, per_event_counts
+from trackrt.metrics.uncertainty import event_bootstrap, has_event_ids, per_event_counts
 
 
 def metrics_report(
@@ -31,7 +31,7 @@ def metrics_report(
         "eta": _records(binned_metrics(metrics, "eta", eta_edges)),
     }
     report: dict[str, Any] = {"overall": metrics.summary(), "binned": binned}
-    if "event_id" in metrics.particle_table.columns and "event_id" in metrics.track_table.columns:
+    if has_event_ids(metrics):
         counts = per_event_counts(metrics)
         report["per_event"] = _records(counts.reset_index())
         report["event_bootstrap"] = event_bootstrap(counts)

@@ -23,6 +23,11 @@ DEFAULT_RESAMPLES = 2000
 DEFAULT_LEVEL = 0.95
 
 
+def has_event_ids(metrics: TrackingMetrics) -> bool:
+    """Whether both tables say which event each row came from (`combine_metrics` with event ids)."""
+    return "event_id" in metrics.particle_table.columns and "event_id" in metrics.track_table.columns
+
+
 def per_event_counts(metrics: TrackingMetrics) -> pd.DataFrame:
     """Targets, DM / perfect matches, fake and fake-considered tracks per event (index `event_id`)."""
     particles, tracks = metrics.particle_table, metrics.track_table
@@ -54,7 +59,8 @@ def bootstrap_weights(events: int, resamples: int, seed: int) -> np.ndarray:
     """(resamples, events) counts of how often each event is drawn in each resample."""
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, events, size=(resamples, events))
-    return np.stack([np.bincount(row, minlength=events) for row in draws])
+    flat = (draws + events * np.arange(resamples)[:, None]).ravel()
+    return np.bincount(flat, minlength=resamples * events).reshape(resamples, events)
 
 
 def resampled_rates(counts: pd.DataFrame, weights: np.ndarray) -> dict[str, np.ndarray]:
@@ -110,13 +116,13 @@ def paired_difference(
     the same events for both, so what the two chains share (the events' difficulty) cancels out.
     """
     _check(resamples, level)
-    a, b = baseline, candidate
-    if set(a.index) != set(b.index):
-        missing = sorted(set(a.index) ^ set(b.index))[:5]
-        raise ValueError(f"paired_difference: the two metrics cover different events (e.g. {missing})")
+    a = baseline
+    if set(a.index) != set(candidate.index):
+        unshared = sorted(set(a.index) ^ set(candidate.index))[:5]
+        raise ValueError(f"paired_difference: the two metrics cover different events (e.g. {unshared})")
     if len(a) < 2:
         raise ValueError(f"paired_difference: {len(a)} event(s); at least 2 are needed")
-    b = b.loc[a.index]
+    b = candidate.loc[a.index]
     weights = bootstrap_weights(len(a), resamples, seed)
     ra, rb = resampled_rates(a, weights), resampled_rates(b, weights)
     pa, pb = point_rates(a), point_rates(b)

@@ -163,9 +163,9 @@ def evaluate(
     for mode in ("tracking_only", "filter_and_tracking"):
         if mode in report:
             overall = report[mode]["overall"]
-            intervals = (report[mode].get("event_bootstrap") or {}).get("intervals", {})
-            efficiency = _percent(overall["efficiency"]) + _interval(intervals.get("efficiency"))
-            fake_rate = _percent(overall["fake_rate"]) + _interval(intervals.get("fake_rate"))
+            bootstrap = report[mode].get("event_bootstrap") or {}
+            efficiency = _percent(overall["efficiency"]) + _interval(bootstrap, "efficiency")
+            fake_rate = _percent(overall["fake_rate"]) + _interval(bootstrap, "fake_rate")
             click.echo(f"{mode}: DM efficiency {efficiency}, fake rate {fake_rate}")
             if "target_losses" in report[mode]:
                 shares = dict(report[mode]["target_losses"]["fractions"])
@@ -229,8 +229,9 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f} %"
 
 
-def _interval(bounds: list[float] | None) -> str:
-    """' (95 % interval a–b %)' of an event-bootstrap interval, or nothing without one."""
+def _interval(bootstrap: dict[str, Any], rate: str) -> str:
+    """' (95 % interval a–b %)' of a rate's event-bootstrap interval, or nothing without one."""
+    bounds = bootstrap.get("intervals", {}).get(rate)
     if not bounds:
         return ""
-    return f" (95 % interval {100 * bounds[0]:.2f}–{100 * bounds[1]:.2f} %)"
+    return f" ({100 * bootstrap['level']:g} % interval {100 * bounds[0]:.2f}–{100 * bounds[1]:.2f} %)"
