@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "thresholds": "trackrt.train.cli:thresholds",
     "compare": "trackrt.metrics.cli:compare",
     "grow": "trackrt.train.cli:grow",
+    "average": "trackrt.train.cli:average",
     "export": "trackrt.export.cli:export",
     "validate": "trackrt.export.cli:validate",
     "run": "trackrt.runtime.cli:run",

@@ -225,6 +225,23 @@ def grow(checkpoint: Path, layers: int | None, feature_changes: tuple[str, ...],
                + "".join(f", features.{key}={value}" for key, value in changes.items()))
 
 
+@click.command()
+@click.argument("checkpoints", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Its directory.")
+def average(checkpoints: tuple[Path, ...], out: Path) -> None:
+    """Write one checkpoint whose weights are the mean of CHECKPOINTS' (same model; the first one's
+    thresholds and metadata)."""
+    from trackrt.train.average import average_checkpoints
+    from trackrt.train.checkpoint import CheckpointError
+
+    try:
+        path = average_checkpoints(list(checkpoints), out)
+    except CheckpointError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{path}: mean of {len(checkpoints)} checkpoints' weights")
+
+
 def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f} %"
 
