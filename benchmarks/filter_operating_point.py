@@ -33,7 +33,7 @@ from trackrt.train.evaluate import event_metrics, predict_tracks
 from trackrt.train.filter_metrics import FilterCounts, score_samples
 
 RESULTS = Path(__file__).resolve().parent / "results"
-EFFICIENCIES = (0.995, 0.99, 0.98, 0.97, 0.95, 0.92, 0.9)
+EFFICIENCIES = (0.995, 0.99, 0.985, 0.98, 0.97, 0.95, 0.92, 0.9)
 
 
 def load_events(events: Path, tracker_paths: list[Path], max_events: int | None) -> tuple[list, list]:
