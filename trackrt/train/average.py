@@ -8,16 +8,13 @@ from typing import Any
 import torch
 
 from trackrt.configuration import to_dict
-from trackrt.model.config import model_kind
-from trackrt.train.checkpoint import THRESHOLD_KEYS, CheckpointError, load_checkpoint, save_checkpoint
+from trackrt.train.checkpoint import CheckpointConfig, CheckpointError, load_checkpoint, save_checkpoint
 
 
-def _architecture(config: Any) -> dict[str, Any]:
-    """A model config as a dict without its decision thresholds (those may differ between sources)."""
-    data = to_dict(config)
-    for key in THRESHOLD_KEYS[model_kind(config)]:
-        data.pop(key, None)
-    return data
+def _architecture(info: CheckpointConfig) -> dict[str, Any]:
+    """A checkpoint's kind and model config without its decision thresholds (those may differ)."""
+    config = {key: value for key, value in to_dict(info.model).items() if key not in info.thresholds}
+    return {"kind": info.kind, **config}
 
 
 def average_checkpoints(sources: list[str | Path], out: str | Path) -> Path:
@@ -30,7 +27,7 @@ def average_checkpoints(sources: list[str | Path], out: str | Path) -> Path:
     total = {key: value.to(torch.float64) for key, value in state.items()}
     for source in sources[1:]:
         other, info = load_checkpoint(source)
-        if _architecture(info.model) != _architecture(first.model):
+        if _architecture(info) != _architecture(first):
             raise CheckpointError(
                 f"average: {source} is not the same model as {sources[0]}"
                 " (kind, size, window or input features differ)"
