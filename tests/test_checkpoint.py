@@ -212,3 +212,14 @@ def test_a_tracker_can_name_the_filter_threshold_it_runs_behind(tmp_path: Path) 
     assert read_checkpoint_config(path).metadata["threshold_changes"][-1] == {
         "filter_threshold": {"from": 0.42, "to": None}
     }
+
+
+def test_a_tracker_can_run_more_passes(tmp_path: Path) -> None:
+    config = preset("tiny", "tracker")
+    path = save_checkpoint(tmp_path / "tracker", build_model(config), config)
+    assert read_checkpoint_config(path).thresholds["passes"] == 1
+    assert set_thresholds(path, {"passes": 2}).model.passes == 2
+    with pytest.raises(CheckpointError, match="passes: must be >= 1, got 0"):
+        set_thresholds(path, {"passes": 0})
+    refused = CliRunner().invoke(main, ["thresholds", str(path), "--set", "passes=1.5"])
+    assert refused.exit_code != 0 and "passes" in refused.output

@@ -297,6 +297,11 @@ def test_artifact_errors(tmp_path):
     _rewrite_manifest(bad_iou, lambda d: d["models"]["tracker"]["thresholds"].update(duplicate_iou=1.5))
     with pytest.raises(ArtifactError, match=r"thresholds\.duplicate_iou: must be in \[0, 1\]"):
         load_artifact(bad_iou)
+    assert load_artifact(older).tracker.passes == 1  # written before passes existed
+    bad_passes = write_synthetic_artifact(tmp_path / "bad_passes")
+    _rewrite_manifest(bad_passes, lambda d: d["models"]["tracker"]["thresholds"].update(passes=1.5))
+    with pytest.raises(ArtifactError, match=r"thresholds\.passes: must be an integer >= 1, got 1\.5"):
+        load_artifact(bad_passes)
 
 
 def test_graph_contract_is_enforced(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -62,16 +63,31 @@ def torch_tracker(tmp_path_factory, checkpoints):
         yield loaded
 
 
-def _direct(checkpoints: dict[str, Path], hits: pd.DataFrame) -> np.ndarray:
-    """Track id per hit (in `hits` order) from calling the models directly, outside the runtime."""
-    tracker, tracker_config = checkpoint.load_checkpoint(checkpoints["tracker"])
+def _filtered(checkpoints: dict[str, Path], hits: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """φ order of `hits`, the sorted hits the filter keeps and the tracker's features of those."""
     hit_filter, filter_config = checkpoint.load_checkpoint(checkpoints["hit_filter"])
+    tracker_features = checkpoint.read_checkpoint_config(checkpoints["tracker"]).features
     order = phi_sort_order(hits)
     ordered = hits.iloc[order].reset_index(drop=True)
     with torch.inference_mode():
         filter_in = torch.from_numpy(hit_features(ordered, filter_config.model.features))[None]
         kept = np.flatnonzero(sigmoid(hit_filter(filter_in)[0].numpy()) >= filter_config.model.hit_threshold)
-        features = hit_features(ordered, tracker_config.model.features)[kept]
+    return order, kept, hit_features(ordered, tracker_features)[kept]
+
+
+def _in_input_order(order: np.ndarray, kept: np.ndarray, track_of_kept: np.ndarray) -> np.ndarray:
+    track_of_sorted = np.full(len(order), -1)
+    track_of_sorted[kept] = track_of_kept
+    track_of_hit = np.empty(len(order), dtype=np.int64)
+    track_of_hit[order] = track_of_sorted
+    return track_of_hit
+
+
+def _direct(checkpoints: dict[str, Path], hits: pd.DataFrame) -> np.ndarray:
+    """Track id per hit (in `hits` order) from calling the models directly, outside the runtime."""
+    tracker, tracker_config = checkpoint.load_checkpoint(checkpoints["tracker"])
+    order, kept, features = _filtered(checkpoints, hits)
+    with torch.inference_mode():
         embeddings, seed_logits = tracker.encode(torch.from_numpy(features)[None])
         config = tracker_config.model
         queries = select_seeds(seed_logits[0].numpy(), config.seed_threshold, config.max_queries)
@@ -83,11 +99,7 @@ def _direct(checkpoints: dict[str, Path], hits: pd.DataFrame) -> np.ndarray:
             config.hit_threshold,
             config.min_hits,
         )
-    track_of_sorted = np.full(len(hits), -1)
-    track_of_sorted[kept] = track_of_kept
-    track_of_hit = np.empty(len(hits), dtype=np.int64)
-    track_of_hit[order] = track_of_sorted
-    return track_of_hit
+    return _in_input_order(order, kept, track_of_kept)
 
 
 def test_torch_backend_matches_direct_model_calls(torch_tracker, checkpoints):
@@ -99,6 +111,35 @@ def test_torch_backend_matches_direct_model_calls(torch_tracker, checkpoints):
     np.testing.assert_array_equal(result.hits.track_id.to_numpy(), _direct(checkpoints, event.hits))
     again = torch_tracker.reconstruct(event.hits, event.event_id)
     pd.testing.assert_frame_equal(result.hits, again.hits)
+
+
+def _reconstruct_with(directory: Path, checkpoints: dict[str, Path], thresholds: dict) -> tuple:
+    """A copy of the tracker with `thresholds` set, behind the same filter: (its checkpoints, the result)."""
+    copied = {**checkpoints, "tracker": directory / "tracker"}
+    shutil.copytree(checkpoints["tracker"], copied["tracker"])
+    checkpoint.set_thresholds(copied["tracker"], thresholds)
+    with Tracker.load(_write_manifest(directory / "manifest", copied), backend="torch", threads=1) as loaded:
+        return copied, loaded.reconstruct(EVENT.hits, EVENT.event_id)
+
+
+def test_a_second_pass_builds_tracks_on_the_hits_left_over(tmp_path, checkpoints):
+    from trackrt.train.evaluate import predict_event
+
+    # Thresholds at which the untrained tracker leaves hits over after one pass and finds a track in them.
+    thresholds = {"track_threshold": 0.45, "hit_threshold": 0.6, "duplicate_iou": 0.3}
+    _, first = _reconstruct_with(tmp_path / "one", checkpoints, thresholds)
+    two_passes, result = _reconstruct_with(tmp_path / "two", checkpoints, {**thresholds, "passes": 2})
+    assert result.num_tracks > first.num_tracks > 0 and result.num_queries > first.num_queries
+    first_ids, ids = first.hits.track_id.to_numpy(), result.hits.track_id.to_numpy()
+    np.testing.assert_array_equal(ids[first_ids >= 0], first_ids[first_ids >= 0])  # pass 1 unchanged
+    assert set(ids[(first_ids < 0) & (ids >= 0)]) == set(range(first.num_tracks, result.num_tracks))
+    np.testing.assert_array_equal(result.track_scores.score[: first.num_tracks], first.track_scores.score)
+
+    tracker, config = checkpoint.load_checkpoint(two_passes["tracker"])
+    order, kept, features = _filtered(two_passes, EVENT.hits)
+    prediction = predict_event(tracker, config.model, features, torch.device("cpu"))
+    np.testing.assert_array_equal(ids, _in_input_order(order, kept, prediction.track_of_hit))
+    np.testing.assert_allclose(result.track_scores.score, prediction.track_scores, atol=1e-6)
 
 
 def test_checkpoint_hash_and_location_are_checked(tmp_path, checkpoints):

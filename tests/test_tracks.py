@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trackrt.data.tracks import assign_hits, select_seeds, sigmoid, valid_queries
+from trackrt.data.tracks import assign_hits, find_tracks_in_passes, select_seeds, sigmoid, valid_queries
 
 BIG = 10.0  # sigmoid(10) ≈ 0.99995
 
@@ -147,3 +147,36 @@ def test_duplicate_resolution_matches_a_greedy_reference(rng: np.random.Generato
             kept.append(int(q))
     assert valid_queries(track_logits, assignment, duplicate_iou=0.3).tolist() == sorted(kept)
     assert len(kept) < len(valid)  # the case exercises suppression
+
+
+def test_later_passes_see_only_the_hits_no_track_took() -> None:
+    seen: list[list[int]] = []
+
+    def find_tracks(hits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        seen.append(hits.tolist())
+        if len(seen) == 1:  # two tracks: hits 0, 2, 3 and 5, 6; hits 1, 4, 7 left over
+            return np.array([0, -1, 0, 0, -1, 1, 1, -1]), np.array([0.9, 0.8], np.float32)
+        if len(seen) == 2:  # one track on the left-over hits 1 and 7
+            return np.array([0, -1, 0]), np.array([0.6], np.float32)
+        return np.full(len(hits), -1), np.zeros(0, np.float32)
+
+    track_of_hit, scores = find_tracks_in_passes(8, 5, find_tracks)
+    assert seen == [[0, 1, 2, 3, 4, 5, 6, 7], [1, 4, 7], [4]]  # the third pass finds nothing: stop
+    assert track_of_hit.tolist() == [0, 2, 0, 0, -1, 1, 1, 2]
+    np.testing.assert_array_equal(scores, np.array([0.9, 0.8, 0.6], np.float32))
+
+    seen.clear()
+    one_pass = find_tracks_in_passes(8, 1, find_tracks)
+    assert len(seen) == 1 and one_pass[0].tolist() == [0, -1, 0, 0, -1, 1, 1, -1]
+    assert find_tracks_in_passes(0, 3, find_tracks)[0].shape == (0,)  # no hits: no pass runs
+    assert len(seen) == 1
+
+
+def test_passes_refuse_bad_input() -> None:
+    def wrong_shape(hits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros(len(hits) + 1, dtype=np.int64), np.ones(1, np.float32)
+
+    with pytest.raises(ValueError, match="passes: must be >= 1"):
+        find_tracks_in_passes(4, 0, wrong_shape)
+    with pytest.raises(ValueError, match=r"a pass on 4 hits returned shape \(5,\)"):
+        find_tracks_in_passes(4, 2, wrong_shape)

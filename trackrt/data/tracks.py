@@ -1,6 +1,9 @@
-"""Track post-processing shared by training evaluation and the runtime: seed selection, hit assignment."""
+"""Track post-processing shared by training evaluation and the runtime: seed selection, hit assignment,
+iterative passes."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 from scipy import sparse
@@ -133,3 +136,41 @@ def _logit(probability: float) -> float:
     if probability >= 1.0:
         return np.inf
     return float(np.log(probability) - np.log1p(-probability))
+
+
+PassTracks = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def find_tracks_in_passes(
+    num_hits: int, passes: int, find_tracks: PassTracks
+) -> tuple[np.ndarray, np.ndarray]:
+    """Iterative track finding: pass 1 on all `num_hits` hits, each later pass on the hits that no
+    track of an earlier pass took, at most `passes` passes, stopping after a pass that finds no track.
+
+    `find_tracks(hits)` gets the ascending hit indices of its pass and returns (track_of_hit over them,
+    -1 for none; track_scores). Returns (track_of_hit int64 [num_hits]; track_scores float32 [T]), with
+    track ids numbered pass after pass.
+    """
+    if passes < 1:
+        raise ValueError(f"passes: must be >= 1, got {passes}")
+    track_of_hit = np.full(num_hits, -1, dtype=np.int64)
+    scores: list[np.ndarray] = []
+    num_tracks = 0
+    for _ in range(passes):
+        hits = np.flatnonzero(track_of_hit < 0)
+        if len(hits) == 0:
+            break
+        pass_track_of_hit, pass_scores = find_tracks(hits)
+        pass_track_of_hit = np.asarray(pass_track_of_hit, dtype=np.int64)
+        if pass_track_of_hit.shape != hits.shape:
+            raise ValueError(
+                f"track_of_hit: a pass on {len(hits)} hits returned shape {pass_track_of_hit.shape}"
+            )
+        if len(pass_scores) == 0:
+            break
+        assigned = pass_track_of_hit >= 0
+        track_of_hit[hits[assigned]] = num_tracks + pass_track_of_hit[assigned]
+        scores.append(np.asarray(pass_scores, dtype=np.float32))
+        num_tracks += len(pass_scores)
+    all_scores = np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
+    return track_of_hit, all_scores

@@ -75,7 +75,8 @@ class TrackerConfig:
     """Tracker: encoder, seed head, decoder (variant `fq-ma` | `dq-ma` | `dq-lsca`) and its thresholds.
 
     `filter_threshold`, when set, is the hit-filter threshold the tracker was tuned behind; a chain uses it
-    in place of the filter checkpoint's own `hit_threshold`.
+    in place of the filter checkpoint's own `hit_threshold`. `passes` > 1 runs the tracker again on the
+    hits no track of the passes before took (iterative track finding; `find_tracks_in_passes`).
     """
 
     features: FeatureConfig = field(default_factory=FeatureConfig)
@@ -96,6 +97,7 @@ class TrackerConfig:
     min_hits: int = 3
     duplicate_iou: float = 1.0
     filter_threshold: float | None = None
+    passes: int = 1
     attention_backend: str = "auto"
 
     def __post_init__(self) -> None:
@@ -118,6 +120,8 @@ class TrackerConfig:
             _check_probability("filter_threshold", self.filter_threshold)
         if self.min_hits < 1:
             raise ConfigError(f"min_hits: must be >= 1, got {self.min_hits}")
+        if self.passes < 1:
+            raise ConfigError(f"passes: must be >= 1, got {self.passes}")
         if self.lsca_centering == "seed" and self.variant != "dq-lsca":
             raise ConfigError(f"lsca_centering: 'seed' needs variant 'dq-lsca', got variant {self.variant!r}")
 

@@ -47,6 +47,7 @@ class TrackerSettings:
     hit_threshold: float
     min_hits: int
     duplicate_iou: float = 1.0
+    passes: int = 1
     checkpoint: str | None = None
     checkpoint_sha256: str | None = None
 
@@ -141,6 +142,7 @@ def _tracker_settings(record: dict[str, Any], where: str) -> TrackerSettings:
         hit_threshold=float(_require(thresholds, "hit_threshold", f"{where}.thresholds")),
         min_hits=int(_require(thresholds, "min_hits", f"{where}.thresholds")),
         duplicate_iou=_duplicate_iou(thresholds, where),
+        passes=_passes(thresholds, where),
         checkpoint=record.get("checkpoint"),
         checkpoint_sha256=record.get("checkpoint_sha256"),
     )
@@ -151,6 +153,14 @@ def _duplicate_iou(thresholds: dict[str, Any], where: str) -> float:
     value = float(thresholds.get("duplicate_iou", 1.0))
     if not 0.0 <= value <= 1.0:
         raise ArtifactError(f"{where}.thresholds.duplicate_iou: must be in [0, 1], got {value}")
+    return value
+
+
+def _passes(thresholds: dict[str, Any], where: str) -> int:
+    """The number of tracker passes (1, also for artifacts written before passes existed)."""
+    value = thresholds.get("passes", 1)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ArtifactError(f"{where}.thresholds.passes: must be an integer >= 1, got {value!r}")
     return value
 
 

@@ -29,7 +29,7 @@ from trackrt.data.features import (
     shared_feature_columns,
     shares_feature_columns,
 )
-from trackrt.data.tracks import assign_hits, select_seeds, sigmoid, valid_queries
+from trackrt.data.tracks import assign_hits, find_tracks_in_passes, select_seeds, sigmoid, valid_queries
 from trackrt.runtime.artifact import HitFilterSettings, TrackerSettings
 from trackrt.runtime.backends.base import GraphRunner
 from trackrt.runtime.checks import CheckConfig, EventError, HitsInput, InputCheckError, validate_hits
@@ -172,7 +172,8 @@ class HitFilterStage:
 
 
 class TrackFindingStage:
-    """Encoder -> seed selection -> decoder -> hit assignment on the hits the filter kept."""
+    """Encoder -> seed selection -> decoder -> hit assignment on the hits the filter kept, once per pass
+    (`TrackerSettings.passes`): each later pass on the kept hits no track of the passes before took."""
 
     name = "tracker"
 
@@ -183,46 +184,58 @@ class TrackFindingStage:
 
     def __call__(self, work: EventWork) -> None:
         features = work.features(self.settings.features)
-        if len(work.kept) == 0:
-            return
+
+        def find_tracks(hits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return self._find_tracks(work, features, work.kept[hits])
+
+        track_of_kept, track_scores = find_tracks_in_passes(len(work.kept), self.settings.passes, find_tracks)
+        work.track_of_hit[work.kept] = track_of_kept
+        work.track_scores = track_scores
+
+    def _find_tracks(
+        self, work: EventWork, features: np.ndarray, hits: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One pass on `hits` (indices into the sorted hits): their track ids (-1: none) and track scores."""
         s = self.settings
+        none = (np.full(len(hits), -1, dtype=np.int64), np.zeros(0, dtype=np.float32))
         with work.timed("features"):
-            kept_features = np.ascontiguousarray(features[work.kept])[None]
+            pass_features = np.ascontiguousarray(features[hits])[None]
         with work.timed("encoder"):
-            encoded = self.encoder.run({"hit_features": kept_features}, keep_on_device={"hit_embeddings"})
+            encoded = self.encoder.run({"hit_features": pass_features}, keep_on_device={"hit_embeddings"})
         inputs = {"hit_embeddings": encoded["hit_embeddings"]}
         if s.dynamic_queries:
             with work.timed("seeding"):
                 seed_logits = np.asarray(encoded["seed_logits"])[0]
                 queries = select_seeds(seed_logits, s.seed_threshold, s.max_queries)
-            work.num_queries = len(queries)
+            work.num_queries += len(queries)
             if len(queries) == 0:
-                return
+                return none
             inputs["query_indices"] = queries[None]
         with work.timed("decoder"):
             decoded = self.decoder.run(inputs)
         with work.timed("post_processing"):
             track_logits = np.asarray(decoded["track_logits"])[0]
-            self._assign(work, track_logits, np.asarray(decoded["assignment_logits"])[0])
+            return self._assign(work, hits, track_logits, np.asarray(decoded["assignment_logits"])[0])
 
-    def _assign(self, work: EventWork, track_logits: np.ndarray, assignment_logits: np.ndarray) -> None:
+    def _assign(
+        self, work: EventWork, hits: np.ndarray, track_logits: np.ndarray, assignment_logits: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Hits to tracks (shared `assign_hits`); a hit's score is its probability for its track."""
         s = self.settings
         if not s.dynamic_queries:
-            work.num_queries = len(track_logits)
+            work.num_queries += len(track_logits)
         valid = valid_queries(
             track_logits, assignment_logits, s.track_threshold, s.hit_threshold, s.duplicate_iou
         )
-        track_of_kept, track_scores = assign_hits(
+        track_of_hits, track_scores = assign_hits(
             track_logits, assignment_logits, s.track_threshold, s.hit_threshold, s.min_hits, valid=valid
         )
-        work.track_of_hit[work.kept] = track_of_kept
-        work.track_scores = track_scores
-        assigned = track_of_kept >= 0
+        assigned = track_of_hits >= 0
         if assigned.any():
             # assign_hits gives each hit to the valid query with the highest probability.
             best_logit = assignment_logits[valid].max(axis=0)
-            work.hit_scores[work.kept[assigned]] = sigmoid(best_logit[assigned])
+            work.hit_scores[hits[assigned]] = sigmoid(best_logit[assigned])
+        return track_of_hits, track_scores
 
 
 class TrackParameterStage:

@@ -41,6 +41,7 @@ THRESHOLD_KEYS: dict[str, tuple[str, ...]] = {
         "min_hits",
         "duplicate_iou",
         "filter_threshold",
+        "passes",
     ),
 }
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from trackrt.data.features import FeatureConfig
 from trackrt.data.samples import Sample, SampleConfig, make_sample, sample_config, tracker_targets
 from trackrt.data.trackml import PIXEL_VOLUMES, iter_events
-from trackrt.data.tracks import assign_hits, select_seeds, valid_queries
+from trackrt.data.tracks import assign_hits, find_tracks_in_passes, select_seeds, valid_queries
 from trackrt.metrics.plots import plot_metrics
 from trackrt.metrics.report import metrics_report
 from trackrt.metrics.target_losses import stage_counts, stage_counts_by_vertex_radius, target_loss_stages
@@ -96,10 +96,10 @@ def assign_decoded(
     return assign_hits(*logits, track_threshold, hit_threshold, min_hits, duplicate_iou)
 
 
-def predict_event(
+def predict_pass(
     tracker: torch.nn.Module, config: TrackerConfig, features: np.ndarray, device: torch.device
 ) -> EventPrediction:
-    """Run the tracker on φ-sorted hits [M, F]: tracks by `assign_hits` with the config's thresholds,
+    """One tracker pass on φ-sorted hits [M, F]: tracks by `assign_hits` with the config's thresholds,
     exactly as in the runtime, and which queries were seeded where and kept as valid."""
     decoded = decode_event(tracker, config, features, device)
     if decoded is None:
@@ -115,6 +115,32 @@ def predict_event(
     query_hits = decoded.query_hits
     valid_hits = None if query_hits is None else query_hits[valid]
     return EventPrediction(track_of_hit, scores, query_hits, valid_hits)
+
+
+def predict_event(
+    tracker: torch.nn.Module, config: TrackerConfig, features: np.ndarray, device: torch.device
+) -> EventPrediction:
+    """The tracker's `config.passes` passes on φ-sorted hits [M, F] (`find_tracks_in_passes`), as in the
+    runtime; the seeded and valid query hits are those of all passes, in ascending order."""
+    query_hits: list[np.ndarray] = []
+    valid_hits: list[np.ndarray] = []
+
+    def find_tracks(hits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        prediction = predict_pass(tracker, config, features[hits], device)
+        if prediction.query_hits is not None and prediction.valid_query_hits is not None:
+            query_hits.append(hits[prediction.query_hits])
+            valid_hits.append(hits[prediction.valid_query_hits])
+        return prediction.track_of_hit, prediction.track_scores
+
+    track_of_hit, scores = find_tracks_in_passes(len(features), config.passes, find_tracks)
+    if not config.dynamic_queries:
+        return EventPrediction(track_of_hit, scores, None, None)
+    return EventPrediction(track_of_hit, scores, _union(query_hits), _union(valid_hits))
+
+
+def _union(indices: list[np.ndarray]) -> np.ndarray:
+    """Sorted union of index arrays (empty int64 for none)."""
+    return np.unique(np.concatenate(indices)).astype(np.int64) if indices else np.zeros(0, np.int64)
 
 
 def predict_tracks(
