@@ -1,7 +1,8 @@
 """Efficiency, fake and duplicate rate of tracker checkpoints against the duplicate-resolution IoU.
 
 Each tracker runs once per event (PyTorch, CPU); the hit assignment is then repeated for every
-`duplicate_iou` of the grid (1 = no duplicate resolution, the published model's behaviour). Hits are
+`duplicate_iou` of the grid (1 = no duplicate resolution, the published model's behaviour). A tracker
+with `passes` > 1 runs its later passes afresh for every value, since their hits depend on it. Hits are
 the ideal (truth) filter's, or a learned filter's with `--filter`. Use validation events to choose a
 value, then set it with `trackrt thresholds CHECKPOINT --set duplicate_iou=VALUE`. Writes
 `benchmarks/results/duplicate_iou_scan.{json,png}`.
@@ -24,7 +25,7 @@ from trackrt.metrics.plots import plot_scan
 from trackrt.metrics.tracking import combine_metrics
 from trackrt.train.checkpoint import load_checkpoint
 from trackrt.train.dataset import HitSelection
-from trackrt.train.evaluate import assign_decoded, decode_event, event_metrics
+from trackrt.train.evaluate import assign_in_passes, decode_event, event_metrics
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GRID = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2)
@@ -47,11 +48,13 @@ def scan(tracker_path: Path, events: Path, filter_path: Path | None, max_events:
             break
         sample = make_sample(event, selection)
         targets = hits.targets(sample)
-        decoded = decode_event(tracker, config, targets.features, torch.device("cpu"))
+        first_pass = decode_event(tracker, config, targets.features, torch.device("cpu"))
         event_ids.append(sample.event_id)
         for iou in GRID:
             thresholds = (config.track_threshold, config.hit_threshold, config.min_hits, iou)
-            track_of_hit, scores = assign_decoded(decoded, len(targets.hit_index), *thresholds)
+            track_of_hit, scores = assign_in_passes(
+                tracker, config, targets.features, first_pass, thresholds, torch.device("cpu")
+            )
             per_iou[iou].append(event_metrics(sample, targets.hit_index, track_of_hit, scores, selection))
     rows = []
     for iou in GRID:
@@ -71,7 +74,13 @@ def scan(tracker_path: Path, events: Path, filter_path: Path | None, max_events:
             f"fake {m.fake_rate:.3f} dup(LHC) {m.duplicate_rate_lhc:.3f}"
         )
     events_seen = len(event_ids)
-    return {"checkpoint": str(tracker_path), "variant": config.variant, "events": events_seen, "rows": rows}
+    return {
+        "checkpoint": str(tracker_path),
+        "variant": config.variant,
+        "passes": config.passes,
+        "events": events_seen,
+        "rows": rows,
+    }
 
 
 def plot(records: list[dict], path: Path) -> None:

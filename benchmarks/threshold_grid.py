@@ -1,7 +1,8 @@
 """DM efficiency and fake rate of one tracker over a grid of its decision thresholds.
 
 The grid spans `seed_threshold`, `track_threshold`, `hit_threshold` and `duplicate_iou`; the tracker
-runs once per event and seed threshold (PyTorch, CPU), the hit assignment once per remaining setting,
+runs once per event and seed threshold (PyTorch, CPU), the hit assignment once per remaining setting
+(with the tracker's later `passes` run afresh for each, since their hits depend on it),
 and the DESIGN §7 metrics are pooled over the events. Hits are the ideal (truth) filter's, or a
 learned filter's at its own threshold with `--filter`. Use validation events, then set a chosen point
 with `trackrt thresholds CHECKPOINT --set KEY=VALUE`. Writes `benchmarks/results/threshold_grid.{json,png}`.
@@ -27,7 +28,7 @@ from trackrt.data.trackml import iter_events
 from trackrt.metrics.tracking import combine_metrics
 from trackrt.train.checkpoint import load_checkpoint
 from trackrt.train.dataset import HitSelection
-from trackrt.train.evaluate import assign_decoded, decode_event, event_metrics
+from trackrt.train.evaluate import assign_in_passes, decode_event, event_metrics
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KEYS = ("seed_threshold", "track_threshold", "hit_threshold", "duplicate_iou")
@@ -61,7 +62,9 @@ def grid_metrics(args: argparse.Namespace) -> tuple[dict, list[dict]]:
             per_event = []
             for (sample, targets), d in zip(events, decoded, strict=True):
                 thresholds = (track, hit, config.min_hits, iou)
-                track_of_hit, scores = assign_decoded(d, len(targets.hit_index), *thresholds)
+                track_of_hit, scores = assign_in_passes(
+                    tracker, seeded, targets.features, d, thresholds, torch.device("cpu")
+                )
                 per_event.append(event_metrics(sample, targets.hit_index, track_of_hit, scores, selection))
             m = combine_metrics(per_event, event_ids)
             setting = dict(zip(KEYS, (seed_threshold, track, hit, iou), strict=True))

@@ -96,6 +96,26 @@ def assign_decoded(
     return assign_hits(*logits, track_threshold, hit_threshold, min_hits, duplicate_iou)
 
 
+def assign_in_passes(
+    tracker: torch.nn.Module,
+    config: TrackerConfig,
+    features: np.ndarray,
+    first_pass: DecodedEvent | None,
+    thresholds: tuple[float, float, int, float],
+    device: torch.device,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`config.passes` passes with the `assign_decoded` thresholds (track, hit, min_hits, duplicate_iou):
+    pass 1 from `first_pass` (decoded once on all hits [M, F], reusable across thresholds), later passes
+    decoded afresh, since their hits depend on the thresholds."""
+
+    def find_tracks(hits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        whole = len(hits) == len(features)
+        decoded = first_pass if whole else decode_event(tracker, config, features[hits], device)
+        return assign_decoded(decoded, len(hits), *thresholds)
+
+    return find_tracks_in_passes(len(features), config.passes, find_tracks)
+
+
 def predict_pass(
     tracker: torch.nn.Module, config: TrackerConfig, features: np.ndarray, device: torch.device
 ) -> EventPrediction:
