@@ -6,6 +6,8 @@ Two comparisons per event:
 - end to end, each runtime runs the whole chain on its own outputs (filter → seeds → decoder →
   `assign_hits`); the tracks and physics metrics must then be identical, and where they are not, every
   differing decision is traced to a float tie (two values within tolerance of a threshold or of each other).
+Both comparisons cover the tracker's first pass; its later `passes` run the same graphs on fewer hits, and
+`benchmarks/shipped_models.py` compares the full chain's counts with the PyTorch evaluation.
 """
 
 from __future__ import annotations
