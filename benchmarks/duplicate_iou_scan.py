@@ -13,11 +13,10 @@ value, then set it with `trackrt thresholds CHECKPOINT --set duplicate_iou=VALUE
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 from pathlib import Path
 
 import torch
+from report import environment, write_report
 
 from trackrt.data.samples import make_sample, sample_config
 from trackrt.data.trackml import iter_events
@@ -119,14 +118,10 @@ def main() -> None:
         "events_dir": str(args.events),
         "hits": "learned filter" if args.filter else "ideal (truth) filter",
         "filter_checkpoint": str(args.filter) if args.filter else None,
-        "machine": {"platform": platform.platform()},
-        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        **environment(),
         "results": records,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    plot(records, args.out.with_suffix(".png"))
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    write_report(report, args.out, lambda png: plot(records, png))
 
 
 if __name__ == "__main__":

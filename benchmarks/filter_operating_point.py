@@ -17,11 +17,10 @@ Writes `benchmarks/results/filter_operating_point.{json,png}`.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 from pathlib import Path
 
 import torch
+from report import environment, write_report
 
 from trackrt.data.samples import make_sample, sample_config, tracker_targets
 from trackrt.data.trackml import iter_events
@@ -134,14 +133,10 @@ def main() -> None:
         "events_dir": str(args.events),
         "filter_checkpoint": str(args.filter),
         "thresholds_from": "--thresholds" if args.thresholds else "target efficiencies on these events",
-        "machine": {"platform": platform.platform()},
-        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        **environment(),
         **result,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    plot(result, args.out.with_suffix(".png"))
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    write_report(report, args.out, lambda png: plot(result, png))
 
 
 if __name__ == "__main__":

@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
-import platform
 from pathlib import Path
 
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from report import environment, write_report
 
 from trackrt.data.samples import make_sample, sample_config
 from trackrt.data.trackml import iter_events
@@ -120,14 +119,10 @@ def main() -> None:
         "filter_checkpoint": str(args.filter) if args.filter else None,
         "checkpoint_thresholds": own,
         "best_efficiency_minus_fake": best,
-        "machine": {"platform": platform.platform()},
-        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        **environment(),
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    plot(rows, own, args.out.with_suffix(".png"))
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    write_report(report, args.out, lambda png: plot(rows, own, png))
 
 
 if __name__ == "__main__":

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
-import platform
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from report import environment, write_report
 
 from trackrt.data.samples import make_sample, sample_config
 from trackrt.data.trackml import iter_events
@@ -187,14 +186,10 @@ def main() -> None:
         "filter_checkpoint": str(args.filter),
         "max_passes": args.max_passes,
         "intervals": "paired event bootstrap, 2000 resamples, 95 %",
-        "machine": {"platform": platform.platform(), "threads": args.threads},
-        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        **environment(threads=args.threads),
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    plot(results, args.out.with_suffix(".png"))
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    write_report(report, args.out, lambda png: plot(results, png))
 
 
 if __name__ == "__main__":
