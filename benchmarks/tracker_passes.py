@@ -31,6 +31,7 @@ from trackrt.data.trackml import iter_events
 from trackrt.data.tracks import find_tracks_in_passes
 from trackrt.metrics.tracking import TrackingMetrics, combine_metrics
 from trackrt.metrics.uncertainty import paired_difference, per_event_counts, point_rates
+from trackrt.model.config import TrackerConfig
 from trackrt.train.checkpoint import load_checkpoint
 from trackrt.train.dataset import HitSelection
 from trackrt.train.evaluate import event_metrics, predict_pass
@@ -65,7 +66,7 @@ def chain_after_each_pass(
 
 
 def passes_of_event(
-    tracker: torch.nn.Module, config: Any, features: np.ndarray
+    tracker: torch.nn.Module, config: TrackerConfig, features: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`config.passes` passes on one event's hits: tracks, scores and the track count after each pass."""
     tracks_per_pass: list[int] = []
