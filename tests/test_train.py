@@ -222,6 +222,28 @@ def test_event_order_is_a_seeded_permutation_per_epoch() -> None:
 # --- training runs -------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("name", ["tiny", "small", "pix1.0"])
+def test_committed_configs_load_and_build_their_models(name: str) -> None:
+    config = load_train_config(REPO / "configs" / f"{name}.yaml")
+    for kind in ("hit_filter", "tracker"):
+        model_config = config.model_config(kind)
+        parameters = sum(p.numel() for p in build_model(model_config).parameters())
+        # Shipped checkpoints must stay under 20 MB; the reference model is the only one allowed more.
+        assert parameters * 4 < 20e6 or name == "pix1.0", (name, kind, parameters)
+
+
+def test_pix1_config_holds_the_reference_model_of_the_design() -> None:
+    config = load_train_config(REPO / "configs" / "pix1.0.yaml")
+    tracker, hit_filter = config.model_config("tracker"), config.model_config("hit_filter")
+    data = config.data
+    assert (data.selection, data.pileup, config.device, config.bf16) == ("Pix1.0", 200, "cuda", True)
+    assert (tracker.encoder.dim, tracker.encoder.num_layers, tracker.encoder.num_heads) == (256, 8, 8)
+    assert (tracker.encoder.window, hit_filter.encoder.window) == (512, 1024)
+    assert (tracker.variant, tracker.lsca_window, tracker.max_queries) == ("dq-lsca", 64, 2000)
+    assert (tracker.decoder_layers, tracker.seed_threshold) == (3, 0.1)
+    assert config.tracker.hits == "learned" and config.tracker.loss.focal == 25.0
+
+
 def _train_records(path: Path) -> list[dict]:
     return [r for r in read_metrics_log(path) if r["type"] == "train" and "total" in r]
 
@@ -267,6 +289,33 @@ def test_train_cli_runs_and_resumes(events: dict[str, Path], tmp_path: Path) -> 
     assert (tmp_path / "run" / "tracker" / "final" / "model.safetensors").read_bytes() == before
     bad = CliRunner().invoke(main, ["train", str(TINY), "--set", "tracker.optim.lrr=1"])
     assert bad.exit_code != 0 and "tracker.optim.lrr" in bad.output
+
+
+@pytest.mark.parametrize("variant", ["dq-lsca", "dq-ma"])
+def test_pix1_config_runs_end_to_end_on_the_cpu_with_tiny_models(
+    events: dict[str, Path], tmp_path: Path, variant: str
+) -> None:
+    """The reference config's own stages, losses and learned-filter hits, with tiny models on ⟨μ⟩ = 3."""
+    out = tmp_path / "run"
+    args = [
+        "train", str(REPO / "configs" / "pix1.0.yaml"), "--out", str(out),
+        "--set", "device=cpu", "--set", "bf16=false", "--set", "num_threads=1", "--set", "progress_bar=false",
+        "--set", f"data.train_dir={events['train']}", "--set", f"data.val_dir={events['val']}",
+        "--set", f"data.cache_dir={tmp_path / 'cache'}",
+        "--set", "hit_filter.model.preset=tiny", "--set", "tracker.model.preset=tiny",
+        "--set", f"tracker.model.overrides.variant={variant}",
+        "--set", "hit_filter.max_steps=2", "--set", "tracker.max_steps=2",
+    ]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    _, tracker_info = load_checkpoint(out / "tracker" / "final")
+    assert tracker_info.model.variant == variant
+    assert tracker_info.metadata["hits"] == "learned"
+    assert tracker_info.metadata["filter_checkpoint"] == str(out / "hit_filter" / "final")
+    records = read_metrics_log(out / "tracker" / "metrics.jsonl")
+    trained = [r for r in records if r["type"] == "train" and "total" in r]
+    assert [r["step"] for r in trained] == [1, 2] and all(np.isfinite(r["total"]) for r in trained)
+    assert "filter_and_tracking.efficiency" in [r for r in records if r["type"] == "val"][-1]
 
 
 def test_hit_dropout_draws_fresh_subsets_and_seeds_at_the_first_remaining_hit(pix_sample: Sample) -> None:
