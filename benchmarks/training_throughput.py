@@ -6,8 +6,9 @@ every `--log-interval` steps. Seconds per step are measured between the first lo
 last one, so the first step (Triton JIT, cuDNN autotuning) and the cache build are left out; the one
 validation at the end is not timed either. The projection multiplies that by the stage's full step count for
 `--train-events` events (epochs × events / gradient accumulation, or max_steps). The step time between each
-two log lines is kept too (`intervals`), since a step's cost changes as the model learns (the Hungarian
-matching of an untrained tracker is far slower than a trained one's).
+two log lines is kept too (`intervals`, with the tracker's mean matching seconds per event from its log),
+since a step's cost changes as the model learns (the Hungarian matching of an untrained tracker is far
+slower than a trained one's).
 
 With `--from-run RUN_DIR` nothing is trained: the stages' `metrics.jsonl` of an earlier run (or of one
 stopped by a time limit) are read instead.
@@ -46,7 +47,8 @@ def timed_steps(metrics_path: Path) -> dict[str, float | int | None]:
     seconds_per_step = (last["seconds"] - first["seconds"]) / (last["step"] - first["step"])
     peaks = [r["peak_gpu_memory_mib"] for r in records if "peak_gpu_memory_mib" in r]
     intervals = [
-        {"step": int(b["step"]), "seconds_per_step": (b["seconds"] - a["seconds"]) / (b["step"] - a["step"])}
+        {"step": int(b["step"]), "seconds_per_step": (b["seconds"] - a["seconds"]) / (b["step"] - a["step"]),
+         "matching_seconds_per_event": b.get("matching_seconds")}
         for a, b in itertools.pairwise(records[1:])
     ]
     return {
@@ -93,8 +95,12 @@ def plot(stages: dict[str, dict], path: Path, title: str) -> None:
     middle.bar(names, [stages[n]["projected_hours"] for n in names])
     middle.set(ylabel="hours", title="projected full schedule")
     for name in names:
-        steps = [i["step"] for i in stages[name]["intervals"]]
-        right.plot(steps, [i["seconds_per_step"] for i in stages[name]["intervals"]], "o-", label=name)
+        intervals = stages[name]["intervals"]
+        steps = [i["step"] for i in intervals]
+        right.plot(steps, [i["seconds_per_step"] for i in intervals], "o-", label=f"{name}: step")
+        if all(i["matching_seconds_per_event"] is not None for i in intervals):
+            matching = [i["matching_seconds_per_event"] for i in intervals]
+            right.plot(steps, matching, "s--", label=f"{name}: matching per event")
     right.set(xlabel="step", ylabel="seconds per optimiser step", title="step time between log lines")
     right.legend()
     for axis in (left, middle, right):

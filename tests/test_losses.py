@@ -223,6 +223,7 @@ def test_tracker_loss_sums_layers_and_seed() -> None:
     total, log = tracker_loss(outputs, targets, seeds, weights)
     only_last, _ = tracker_loss(outputs, targets, seeds, LossConfig(intermediate_layers=False))
     assert log["matched"] == 2
+    assert log["matching_seconds"] >= 0.0
     per_layer = log["final_total"]
     assert total.item() == pytest.approx(2 * per_layer + LOG2, rel=1e-6)
     assert only_last.item() == pytest.approx(per_layer + LOG2, rel=1e-6)

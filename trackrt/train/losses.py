@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -195,10 +197,13 @@ def tracker_loss(
     `outputs` holds `seed_logits` [N] and `layers`, a list of dicts with `track_logits` [Q] and
     `assignment_logits` [Q, N]; only the last layer counts unless `weights.intermediate_layers`.
     `target_weight` [T] scales each target's matched terms and its seed hits' seed terms (`layer_loss`).
-    Returns the differentiable total and a log of floats (final-layer terms, seed loss, matched count).
+    Returns the differentiable total and a log of floats (final-layer terms, seed loss, matched count and
+    the seconds spent matching, cost matrices and solves).
     """
     layers = outputs["layers"] if weights.intermediate_layers else outputs["layers"][-1:]
+    started = _synchronized_clock(target_masks)
     matches = match_layers(layers, target_masks, weights, hit_mask, query_mask)
+    matching_seconds = time.perf_counter() - started
     total = _zero_like_graph(outputs["seed_logits"])
     terms: dict[str, torch.Tensor] = {}
     for layer, match in zip(layers, matches, strict=True):
@@ -220,5 +225,18 @@ def tracker_loss(
     seed = seed_loss(outputs["seed_logits"], seed_targets, weights.seed_pos_weight, hit_mask, seed_hit_weight)
     total = total + weights.seed_weight * seed
     log = {f"final_{name}": float(value.detach()) for name, value in terms.items()}
-    log.update(seed=float(seed.detach()), matched=float(matches[-1].size), total=float(total.detach()))
+    log.update(
+        seed=float(seed.detach()),
+        matched=float(matches[-1].size),
+        total=float(total.detach()),
+        matching_seconds=matching_seconds,
+    )
     return total, log
+
+
+def _synchronized_clock(tensor: torch.Tensor) -> float:
+    """`time.perf_counter()` once the device of `tensor` has finished its queued work, so that a CUDA
+    forward pass still running is not counted as matching time."""
+    if tensor.is_cuda:
+        torch.cuda.synchronize(tensor.device)
+    return time.perf_counter()
