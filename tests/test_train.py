@@ -5,6 +5,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +29,7 @@ from trackrt.train.cli import load_train_config
 from trackrt.train.config import TrainConfig
 from trackrt.train.dataset import HitSelection, event_at, filter_probabilities, open_samples
 from trackrt.train.evaluate import evaluate_directory
+from trackrt.train.interrupt import StopRequested, StopSignals
 from trackrt.train.loop import train, train_and_val_samples
 from trackrt.train.losses import hit_filter_loss, target_hit_weights, target_vertex_weights, tracker_loss
 from trackrt.train.queries import training_query_indices
@@ -422,6 +427,78 @@ def test_resume_continues_exactly_where_it_stopped(
         assert torch.equal(x, y), name
     steps = [r["step"] for r in read_metrics_log(tmp_path / "resumed" / "tracker" / "metrics.jsonl")]
     assert steps == [r["step"] for r in read_metrics_log(tmp_path / "straight" / "tracker" / "metrics.jsonl")]
+
+
+def test_sigterm_stops_after_the_step_with_last_saved_and_resume_matches(
+    events: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def config(out: Path) -> TrainConfig:
+        return tiny_config(out, events["train"], None, hit_filter=None, tracker={"epochs": 2})
+
+    straight = train(config(tmp_path / "straight"))["tracker"]
+    real_accumulate = stage_runner._accumulate_gradients
+    calls = []
+
+    def accumulate_then_signal(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # during step 2, as a batch system's time limit would
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None), "no handler installed"
+            signal.raise_signal(signal.SIGTERM)
+        return real_accumulate(*args, **kwargs)
+
+    monkeypatch.setattr(stage_runner, "_accumulate_gradients", accumulate_then_signal)
+    with pytest.raises(StopRequested, match=r"tracker: stopped by SIGTERM after step 2 of 6") as stopped:
+        train(config(tmp_path / "resumed"))
+    monkeypatch.undo()
+    assert stopped.value.exit_code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone with the stage
+    assert load_train_state(tmp_path / "resumed" / "tracker" / "last", restore_rng=False).step == 2
+    assert not (tmp_path / "resumed" / "tracker" / "final").exists()
+    log = read_metrics_log(tmp_path / "resumed" / "tracker" / "metrics.jsonl")
+    assert log[-1] == {"type": "stopped", "step": 2, "epoch": 0, "signal": int(signal.SIGTERM)}
+    resumed = train(config(tmp_path / "resumed"), resume=True)["tracker"]
+    a, _ = load_checkpoint(straight)
+    b, _ = load_checkpoint(resumed)
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y), name
+
+
+def test_a_second_ctrl_c_interrupts_at_once() -> None:
+    previous = signal.getsignal(signal.SIGINT)
+    with StopSignals() as stop:
+        signal.raise_signal(signal.SIGINT)
+        assert stop.received == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is previous
+
+
+def test_train_cli_exits_on_sigterm_and_resumes(events: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = [
+        "train", str(TINY), "--out", str(out), "--set", f"data.train_dir={events['train']}",
+        "--set", "data.val_dir=null", "--set", "num_threads=1", "--set", "hit_filter=null",
+        "--set", "progress_bar=false", "--set", "tracker.epochs=100000", "--set", "tracker.log_interval=1",
+    ]  # fmt: skip
+    command = [sys.executable, "-m", "trackrt.cli", *args]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log_path = out / "tracker" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (log_path.exists() and log_path.read_text().strip()):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "tracker: stopped by SIGTERM after step" in stderr and "--resume" in stderr
+    stopped = read_metrics_log(log_path)[-1]
+    assert stopped["type"] == "stopped"
+    state = load_train_state(out / "tracker" / "last", restore_rng=False)
+    assert state.step == stopped["step"] >= 1
+    finish = ["--set", f"tracker.max_steps={state.step + 2}", "--resume"]
+    result = CliRunner().invoke(main, [*args, *finish])
+    assert result.exit_code == 0, result.output
+    assert load_train_state(out / "tracker" / "last", restore_rng=False).step == state.step + 2
 
 
 def test_init_from_starts_a_stage_from_checkpoint_weights(events: dict[str, Path], tmp_path: Path) -> None:

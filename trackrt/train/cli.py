@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -65,14 +66,23 @@ def load_train_config(path: str | Path, assignments: tuple[str, ...] = (), out_d
 )
 @click.option("--out", "out_dir", default=None, help="Output directory (overrides out_dir in the config).")
 def train(config: Path, resume: bool, assignments: tuple[str, ...], out_dir: str | None) -> None:
-    """Train the hit filter and/or tracker described by CONFIG (YAML)."""
+    """Train the hit filter and/or tracker described by CONFIG (YAML).
+
+    SIGTERM or Ctrl-C ends a stage after its current step with its last checkpoint saved (exit status
+    128 + the signal's number); `--resume` continues from there.
+    """
+    from trackrt.train.interrupt import StopRequested
     from trackrt.train.loop import train as run_training
 
     try:
         train_config = load_train_config(config, assignments, out_dir)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    finals = run_training(train_config, resume=resume)
+    try:
+        finals = run_training(train_config, resume=resume)
+    except StopRequested as stop:
+        click.echo(str(stop), err=True)
+        sys.exit(stop.exit_code)
     for stage, path in finals.items():
         click.echo(f"{stage}: {path}")
         summary = _stage_summary(path.parent / "metrics.jsonl", path)

@@ -1,5 +1,6 @@
 """One stage's optimisation loop: AdamW, warm-up + cosine LR, accumulation over events, logging,
-validation and resumable checkpoints (`<out_dir>/<stage>/last`, `<out_dir>/<stage>/metrics.jsonl`)."""
+validation and resumable checkpoints (`<out_dir>/<stage>/last`, `<out_dir>/<stage>/metrics.jsonl`).
+SIGTERM or SIGINT ends the loop after the step in progress, with `last` saved (`trackrt.train.interrupt`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from trackrt.train.checkpoint import build_model, load_weights, save_checkpoint
 from trackrt.train.checkpoint_files import CheckpointError
 from trackrt.train.config import StageConfig, TrainConfig
 from trackrt.train.dataset import event_at
+from trackrt.train.interrupt import StopRequested, StopSignals
 from trackrt.train.records import MetricsLog
 from trackrt.train.schedule import warmup_cosine_factor
 from trackrt.train.steps import StepResult
@@ -73,6 +75,34 @@ def run_stage(spec: StageSpec, config: TrainConfig, device: torch.device, resume
     elif stage.init_from:
         _initial_weights(Path(stage.init_from), model, spec.name)
     log = MetricsLog(stage_dir / "metrics.jsonl", append=resuming)
+    bar = tqdm(total=steps, initial=state.step, desc=spec.name, unit="step", disable=not config.progress_bar)
+    model.train()
+    try:
+        with StopSignals() as stop:
+            _optimise(spec, config, device, model, optimizer, state, steps, log, bar, stop)
+    finally:
+        bar.close()
+    return model.eval()
+
+
+def _optimise(
+    spec: StageSpec,
+    config: TrainConfig,
+    device: torch.device,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: TrainState,
+    steps: int,
+    log: MetricsLog,
+    bar: tqdm,
+    stop: StopSignals,
+) -> None:
+    """Optimiser steps from `state.step` to `steps`: logging, validation and `last` checkpoints; raises
+    `StopRequested`, with `last` saved, after any step by whose end `stop` has received a signal."""
+    stage, optim = spec.stage, spec.stage.optim
+    num_events = len(spec.samples)
+    stage_dir = Path(config.out_dir) / spec.name
+    last = stage_dir / "last"
     steps_per_epoch = math.ceil(num_events / optim.grad_accumulation)
     val_every = stage.val_interval or steps_per_epoch
     checkpoint_every = stage.checkpoint_interval or steps_per_epoch
@@ -82,8 +112,6 @@ def run_stage(spec: StageSpec, config: TrainConfig, device: torch.device, resume
     window: dict[str, list[float]] = defaultdict(list)
     skipped = int(state.progress.get("skipped_events", 0))
     started = time.monotonic()
-    bar = tqdm(total=steps, initial=state.step, desc=spec.name, unit="step", disable=not config.progress_bar)
-    model.train()
     while state.step < steps:
         lr = optim.lr * warmup_cosine_factor(state.step, optim.warmup_steps, steps, optim.min_lr_ratio)
         for group in optimizer.param_groups:
@@ -119,7 +147,8 @@ def run_stage(spec: StageSpec, config: TrainConfig, device: torch.device, resume
             model.eval()
             log.write({"type": "val", "step": state.step, "epoch": state.epoch, **spec.validate(model)})
             model.train()
-        if state.step % checkpoint_every == 0 or state.step == steps:
+        signum = stop.received
+        if state.step % checkpoint_every == 0 or state.step == steps or signum is not None:
             metadata = {**spec.metadata, "step": state.step}
             save_checkpoint(
                 last,
@@ -129,8 +158,9 @@ def run_stage(spec: StageSpec, config: TrainConfig, device: torch.device, resume
                 state=state,
                 metadata=metadata,
             )
-    bar.close()
-    return model.eval()
+        if signum is not None:
+            log.write({"type": "stopped", "step": state.step, "epoch": state.epoch, "signal": signum})
+            raise StopRequested(spec.name, state.step, steps, signum)
 
 
 def _initial_weights(path: Path, model: torch.nn.Module, stage_name: str) -> None:
