@@ -11,14 +11,13 @@ Writes results/real_trackml_event.{json,png}.
 from __future__ import annotations
 
 import json
-import platform
 import tempfile
 from pathlib import Path
 
 import click
 import numpy as np
-import torch
 from matplotlib.figure import Figure
+from report import environment, write_report
 
 from trackrt.data.simulate import default_detector_path
 from trackrt.metrics.binning import CONFIDENCE, binomial_interval
@@ -94,16 +93,12 @@ def main(events_dir: Path | None, filter_checkpoint: Path, out: Path) -> None:
             print(f"{name}: tracking only {results[name]['tracking_only']['dm_efficiency']['value']:.3f}, "
                   f"chain {chain['dm_efficiency']['value']:.3f} "
                   f"({chain['fake_tracks']} fake of {chain['fake_considered_tracks']})", flush=True)
-    out.mkdir(parents=True, exist_ok=True)
     report = {"benchmark": "shipped chains on the real TrackML reference event",
               "events_dir": str(events_dir), "filter_checkpoint": str(filter_checkpoint),
               "trackers": [f"checkpoints/small-{t}" for t in TRACKERS],
               "timed": __doc__.split("\n\n")[1].replace("\n", " "), "interval_level": CONFIDENCE,
-              "versions": {"python": platform.python_version(), "torch": torch.__version__},
-              "results": results}
-    (out / "real_trackml_event.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot(results, out / "real_trackml_event.png")
-    print(f"wrote {out / 'real_trackml_event.json'} and .png")
+              **environment(), "results": results}
+    write_report(report, out / "real_trackml_event.json", lambda png: plot(results, png))
 
 
 if __name__ == "__main__":
