@@ -75,34 +75,6 @@ def run_stage(spec: StageSpec, config: TrainConfig, device: torch.device, resume
     elif stage.init_from:
         _initial_weights(Path(stage.init_from), model, spec.name)
     log = MetricsLog(stage_dir / "metrics.jsonl", append=resuming)
-    bar = tqdm(total=steps, initial=state.step, desc=spec.name, unit="step", disable=not config.progress_bar)
-    model.train()
-    try:
-        with StopSignals() as stop:
-            _optimise(spec, config, device, model, optimizer, state, steps, log, bar, stop)
-    finally:
-        bar.close()
-    return model.eval()
-
-
-def _optimise(
-    spec: StageSpec,
-    config: TrainConfig,
-    device: torch.device,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    state: TrainState,
-    steps: int,
-    log: MetricsLog,
-    bar: tqdm,
-    stop: StopSignals,
-) -> None:
-    """Optimiser steps from `state.step` to `steps`: logging, validation and `last` checkpoints; raises
-    `StopRequested`, with `last` saved, after any step by whose end `stop` has received a signal."""
-    stage, optim = spec.stage, spec.stage.optim
-    num_events = len(spec.samples)
-    stage_dir = Path(config.out_dir) / spec.name
-    last = stage_dir / "last"
     steps_per_epoch = math.ceil(num_events / optim.grad_accumulation)
     val_every = stage.val_interval or steps_per_epoch
     checkpoint_every = stage.checkpoint_interval or steps_per_epoch
@@ -112,55 +84,63 @@ def _optimise(
     window: dict[str, list[float]] = defaultdict(list)
     skipped = int(state.progress.get("skipped_events", 0))
     started = time.monotonic()
-    while state.step < steps:
-        lr = optim.lr * warmup_cosine_factor(state.step, optim.warmup_steps, steps, optim.min_lr_ratio)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        optimizer.zero_grad(set_to_none=True)
-        used, failed = _accumulate_gradients(spec, model, state, num_events, config.seed, autocast, window)
-        skipped += failed
-        grad_norm = _clip_gradients(model, optim.grad_clip)
-        if used and math.isfinite(grad_norm):
-            optimizer.step()
-        else:
-            skipped += used
-        state.step += 1
-        state.progress["skipped_events"] = skipped
-        bar.update(1)
-        if state.step % stage.log_interval == 0 or state.step in (1, steps):
-            record = {name: float(np.mean(values)) for name, values in window.items()}
-            record.update(
-                type="train",
-                step=state.step,
-                epoch=state.epoch,
-                lr=lr,
-                grad_norm=grad_norm,
-                skipped_events=skipped,
-                seconds=time.monotonic() - started,
+    bar = tqdm(total=steps, initial=state.step, desc=spec.name, unit="step", disable=not config.progress_bar)
+    model.train()
+    with StopSignals() as stop:
+        while state.step < steps:
+            lr = optim.lr * warmup_cosine_factor(state.step, optim.warmup_steps, steps, optim.min_lr_ratio)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.zero_grad(set_to_none=True)
+            used, failed = _accumulate_gradients(
+                spec, model, state, num_events, config.seed, autocast, window
             )
-            if device.type == "cuda":
-                record["peak_gpu_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
-            log.write(record)
-            bar.set_postfix(loss=f"{record.get('total', math.nan):.4g}")
-            window.clear()
-        if state.step % val_every == 0 or state.step == steps:
-            model.eval()
-            log.write({"type": "val", "step": state.step, "epoch": state.epoch, **spec.validate(model)})
-            model.train()
-        signum = stop.received
-        if state.step % checkpoint_every == 0 or state.step == steps or signum is not None:
-            metadata = {**spec.metadata, "step": state.step}
-            save_checkpoint(
-                last,
-                model,
-                spec.model_config,
-                optimizer=optimizer,
-                state=state,
-                metadata=metadata,
-            )
-        if signum is not None:
-            log.write({"type": "stopped", "step": state.step, "epoch": state.epoch, "signal": signum})
-            raise StopRequested(spec.name, state.step, steps, signum)
+            skipped += failed
+            grad_norm = _clip_gradients(model, optim.grad_clip)
+            if used and math.isfinite(grad_norm):
+                optimizer.step()
+            else:
+                skipped += used
+            state.step += 1
+            state.progress["skipped_events"] = skipped
+            bar.update(1)
+            if state.step % stage.log_interval == 0 or state.step in (1, steps):
+                record = {name: float(np.mean(values)) for name, values in window.items()}
+                record.update(
+                    type="train",
+                    step=state.step,
+                    epoch=state.epoch,
+                    lr=lr,
+                    grad_norm=grad_norm,
+                    skipped_events=skipped,
+                    seconds=time.monotonic() - started,
+                )
+                if device.type == "cuda":
+                    record["peak_gpu_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+                log.write(record)
+                bar.set_postfix(loss=f"{record.get('total', math.nan):.4g}")
+                window.clear()
+            if state.step % val_every == 0 or state.step == steps:
+                model.eval()
+                log.write({"type": "val", "step": state.step, "epoch": state.epoch, **spec.validate(model)})
+                model.train()
+            signum = stop.received
+            if state.step % checkpoint_every == 0 or state.step == steps or signum is not None:
+                metadata = {**spec.metadata, "step": state.step}
+                save_checkpoint(
+                    last,
+                    model,
+                    spec.model_config,
+                    optimizer=optimizer,
+                    state=state,
+                    metadata=metadata,
+                )
+            if signum is not None:
+                log.write({"type": "stopped", "step": state.step, "epoch": state.epoch, "signal": signum})
+                bar.close()
+                raise StopRequested(spec.name, state.step, steps, signum)
+    bar.close()
+    return model.eval()
 
 
 def _initial_weights(path: Path, model: torch.nn.Module, stage_name: str) -> None:
